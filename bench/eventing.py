@@ -1,0 +1,282 @@
+"""Eventing benchmark: outbox -> relay -> Celery worker -> commit -> subscriber.
+
+Starts `statesync serve`, `statesync relay` and `statesync worker --concurrency 2`
+as separate processes (as compose.yaml runs them), on embedded PostgreSQL and
+Redis unless STATESYNC_DATABASE_URL / STATESYNC_REDIS_URL are set. The handler
+is bench/handlers/echo.py: on a price change it commits `name = "seen <price>"`
+to the same product. Then:
+
+1. relay alone: EVENTS mutations are committed while no relay runs; a relay is
+   started and drains the outbox into the broker (no worker yet). Prints its
+   fan-out and dispatch rates, from the rows' timestamps.
+2. worker backlog: a worker is started on that full queue. Prints deliveries/s
+   from the first attempt's start to the last one's end (each price event's
+   handler commits a write-back, whose event is delivered too: 2 x EVENTS).
+3. latency: a subscriber watches one product while CHANGES price updates are sent
+   one at a time; prints p50/p99 from sending the mutation to receiving (a) its own
+   UPDATED message and (b) the handler's resulting UPDATED message.
+4. end to end: EVENTS mutations from CLIENTS concurrent HTTP clients, everything
+   running; prints events/s from the first send until every delivery is
+   `succeeded` (polled in the database).
+
+Every wait is bounded (--timeout); all traffic goes to 127.0.0.1.
+
+Run: .venv/bin/python bench/eventing.py [--events 2000] [--changes 100] [--clients 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import websockets
+from core import free_port, percentile, services  # bench/core.py, beside this file
+
+ROOT = Path(__file__).resolve().parent.parent
+HANDLERS = ROOT / "bench" / "handlers"
+CREATE = """mutation($id: ID!) { createProduct(id: $id, input: {sku: "bench", name: "bench",
+  priceCents: 0}) { version } }"""
+PRICE = "mutation($id: ID!, $n: Int!) { updateProduct(id: $id, patch: {priceCents: $n}) { version } }"
+WATCH = """subscription($id: ID!) { product(id: $id) { op version changedFields
+  document { priceCents name } } }"""
+STATUS = "SELECT status, count(*) AS n FROM statesync_deliveries GROUP BY status"
+
+
+class Stack:
+    """The statesync processes of one benchmark run, sharing one environment."""
+
+    def __init__(self, database_url: str, redis_url: str) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, "STATESYNC_DATABASE_URL": database_url,
+                    "STATESYNC_REDIS_URL": redis_url, "STATESYNC_PORT": str(self.port),
+                    "STATESYNC_HOST": "127.0.0.1",
+                    "STATESYNC_SCHEMA_PATH": str(ROOT / "schema"),
+                    "STATESYNC_WORKERS_PATH": str(HANDLERS),
+                    "STATESYNC_LOG_LEVEL": "WARNING",
+                    "STATESYNC_CHANNEL_PREFIX": f"bench-{self.port}",
+                    "STATESYNC_QUEUE": f"bench-{self.port}"}
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> None:
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "statesync", *args], env=self.env, cwd=ROOT,
+            start_new_session=True)  # its own group: a worker's pool is stopped with it
+
+    def check(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise SystemExit(f"statesync {name} exited with {process.returncode}")
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return
+            self.check()
+            time.sleep(0.1)  # waiting on another process's readiness; no event to await
+        raise SystemExit(f"statesync serve did not become healthy in {timeout:.0f} s")
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # the group we created for it
+                process.wait(5)
+
+
+@contextlib.contextmanager
+def stack(database_url: str, redis_url: str) -> Iterator[Stack]:
+    running = Stack(database_url, redis_url)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+async def statuses(db: asyncpg.Connection) -> dict[str, int]:
+    return {row["status"]: row["n"] for row in await db.fetch(STATUS)}
+
+
+async def wait_for(db: asyncpg.Connection, procs: Stack, what: str, within: float,
+                   done: Any) -> float:
+    """Poll the delivery statuses until ``done(statuses)``; returns when (perf_counter)."""
+    deadline = time.perf_counter() + within
+    while True:
+        counts = await statuses(db)
+        if done(counts):
+            return time.perf_counter()
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"timed out after {within:.0f} s waiting for {what}: {counts}")
+        procs.check()
+        await asyncio.sleep(0.01)  # polling the database is the measurement
+
+
+async def commit_prices(http: httpx.AsyncClient, ids: list[str], events: int, first: int) -> None:
+    """``events`` price updates spread over ``ids``, one concurrent client per id."""
+    per_doc = [events // len(ids) + (1 if i < events % len(ids) else 0) for i in range(len(ids))]
+
+    async def client(doc_id: str, count: int) -> None:
+        for n in range(first, first + count):
+            response = await http.post("/graphql", json={"query": PRICE,
+                                                         "variables": {"id": doc_id, "n": n}})
+            assert "errors" not in response.json(), response.text
+
+    await asyncio.gather(*(client(d, c) for d, c in zip(ids, per_doc, strict=True)))
+
+
+def total(counts: dict[str, int]) -> int:
+    return sum(counts.values())
+
+
+async def relay_alone(procs: Stack, http: httpx.AsyncClient, db: asyncpg.Connection,
+                      ids: list[str], events: int, within: float) -> None:
+    await commit_prices(http, ids, events, 1)
+    procs.start("relay", "relay")
+    await wait_for(db, procs, "the relay to dispatch the backlog", within,
+                   lambda c: c.get("dispatched", 0) == events and total(c) == events)
+    row = await db.fetchrow("""
+        SELECT min(o.dispatched_at) AS fan_first, max(o.dispatched_at) AS fan_last,
+               min(d.created_at) AS first, max(d.updated_at) AS last
+        FROM statesync_deliveries d JOIN statesync_outbox o ON o.id = d.event_id""")
+    assert row is not None
+    spread = (row["last"] - row["first"]).total_seconds()
+    fan = (row["fan_last"] - row["fan_first"]).total_seconds()
+    print(f"relay alone, {events} queued events: dispatched to the broker at "
+          f"{events / max(spread, 1e-3):,.0f} deliveries/s ({spread * 1e3:.0f} ms from the first "
+          f"fan-out to the last dispatch; fan-out batches spanned {fan * 1e3:.0f} ms)")
+
+
+async def worker_backlog(procs: Stack, db: asyncpg.Connection, events: int,
+                         within: float) -> None:
+    procs.start("worker", "worker", "--concurrency", "2")
+    # Each price event's handler commits a write-back, whose own event is delivered too.
+    await wait_for(db, procs, "the worker to drain the backlog", within,
+                   lambda c: c.get("succeeded", 0) == 2 * events and total(c) == 2 * events)
+    row = await db.fetchrow("SELECT count(*) AS n, min(started_at) AS first, max(finished_at) AS last, "
+                            "avg(finished_at - started_at) AS inside FROM statesync_attempts")
+    assert row is not None
+    spread = (row["last"] - row["first"]).total_seconds()
+    failed = await db.fetchval("SELECT count(*) FROM statesync_attempts WHERE outcome <> 'succeeded'")
+    print(f"worker backlog (concurrency 2), {events} price events + {events} write-back events: "
+          f"{2 * events / max(spread, 1e-3):,.0f} deliveries/s "
+          f"({row['n']} attempts, {failed} not succeeded, {spread:.2f} s first start to last end; "
+          f"an attempt spends {row['inside'].total_seconds() * 1e3:.1f} ms on average from its claim "
+          "to its success, the rest of each slot's time is Celery and the broker)")
+
+
+async def latency(procs: Stack, http: httpx.AsyncClient, changes: int) -> None:
+    doc_id = "latency"
+    created = await http.post("/graphql", json={"query": CREATE, "variables": {"id": doc_id}})
+    assert "errors" not in created.json(), created.text
+    ws_url = procs.base.replace("http", "ws") + "/graphql"
+    own: list[float] = []
+    echoed: list[float] = []
+    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                                  compression=None) as ws:
+        await ws.send(orjson.dumps({"type": "connection_init"}).decode())
+        await ws.recv()
+        await ws.send(orjson.dumps({"id": "1", "type": "subscribe", "payload": {
+            "query": WATCH, "variables": {"id": doc_id}}}).decode())
+
+        async def change() -> dict[str, Any]:
+            while True:
+                message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                if message.get("type") == "ping":
+                    await ws.send(orjson.dumps({"type": "pong"}).decode())
+                elif message.get("type") == "next":
+                    data: dict[str, Any] = message["payload"]["data"]["product"]
+                    return data
+                else:
+                    raise SystemExit(f"subscription ended: {message}")
+
+        assert (await change())["op"] == "SNAPSHOT"
+        for n in range(1, changes + 1):
+            sent = time.perf_counter()
+            await http.post("/graphql", json={"query": PRICE, "variables": {"id": doc_id, "n": n}})
+            got_own = False
+            while True:
+                data = await change()
+                if data["document"]["priceCents"] == n and "priceCents" in data["changedFields"]:
+                    own.append(time.perf_counter() - sent)
+                    got_own = True
+                elif data["document"]["name"] == f"seen {n}":
+                    echoed.append(time.perf_counter() - sent)
+                    assert got_own, "the handler's change arrived before the change that caused it"
+                    break
+            procs.check()
+    print(f"latency, {changes} sequential price changes, 1 subscriber: mutation -> its UPDATED "
+          f"p50 {statistics.median(own) * 1e3:.1f} ms, p99 {percentile(own, 0.99) * 1e3:.1f} ms; "
+          f"mutation -> outbox -> relay -> worker -> handler's UPDATED "
+          f"p50 {statistics.median(echoed) * 1e3:.1f} ms, p99 {percentile(echoed, 0.99) * 1e3:.1f} ms")
+
+
+async def end_to_end(procs: Stack, http: httpx.AsyncClient, db: asyncpg.Connection,
+                     ids: list[str], events: int, within: float) -> None:
+    before = total(await statuses(db))
+    started = time.perf_counter()
+    await commit_prices(http, ids, events, 1_000_000)
+    committed = time.perf_counter()
+    expected = before + 2 * events
+    done = await wait_for(db, procs, "every delivery to succeed", within,
+                          lambda c: c.get("succeeded", 0) == expected and total(c) == expected)
+    elapsed = done - started
+    print(f"end to end, {events} mutations from {len(ids)} clients: committed in "
+          f"{committed - started:.2f} s ({events / (committed - started):,.0f} commits/s); "
+          f"all {2 * events} deliveries succeeded {elapsed:.2f} s after the first send, "
+          f"{done - committed:.2f} s after the last commit: {events / elapsed:,.0f} price events/s "
+          f"handled, {2 * events / elapsed:,.0f} deliveries/s")
+
+
+async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None:
+    db = await asyncpg.connect(database_url)
+    try:
+        async with httpx.AsyncClient(base_url=procs.base, timeout=30,
+                                     limits=httpx.Limits(max_connections=args.clients)) as http:
+            ids = [f"ev-{i}" for i in range(args.clients)]
+            for doc_id in ids:
+                created = await http.post("/graphql", json={"query": CREATE,
+                                                             "variables": {"id": doc_id}})
+                assert "errors" not in created.json(), created.text
+            await relay_alone(procs, http, db, ids, args.events, args.timeout)
+            await worker_backlog(procs, db, args.events, args.timeout)
+            await latency(procs, http, args.changes)
+            await end_to_end(procs, http, db, ids, args.events, args.timeout)
+    finally:
+        await db.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--changes", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--timeout", type=float, default=180, help="seconds any one wait may take")
+    args = parser.parse_args()
+    with services() as (database_url, redis_url), stack(database_url, redis_url) as procs:
+        procs.start("serve", "serve")
+        procs.wait_healthy(60)
+        asyncio.run(run(procs, database_url, args))
+
+
+if __name__ == "__main__":
+    main()

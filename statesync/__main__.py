@@ -1,0 +1,3 @@
+from statesync.cli import main
+
+main()

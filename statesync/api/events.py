@@ -1,0 +1,187 @@
+"""GraphQL for operating the eventing: events, their deliveries, emit, redeliver, watch."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import uuid
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from statesync.errors import BadInput, NotFound
+from statesync.runtime import Runtime
+from statesync.store import statements as q
+
+WATCH_POLL_INTERVAL = 0.2  # seconds; deliveries change in workers, outside the change feed
+MAX_EVENTS_PAGE = 500
+
+
+@strawberry.enum(description="Where an event stands with one handler.")
+class DeliveryStatus(enum.Enum):
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    DEAD = "dead"
+
+
+@strawberry.type(description="One event x handler: attempts, status, last error.")
+class Delivery:
+    event_id: strawberry.ID
+    handler: str
+    status: DeliveryStatus
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@strawberry.type(description="A committed change's event, or a custom event, and its deliveries.")
+class Event:
+    id: strawberry.ID
+    type: str
+    model: str | None
+    key: strawberry.ID | None = strawberry.field(
+        description="The document id (or a custom event's key).")
+    version: int | None
+    payload: JSON
+    created_at: datetime
+    caused_by: strawberry.ID | None = strawberry.field(
+        description="The event whose handler emitted or committed this one.")
+    relayed: bool = strawberry.field(description="Handed to the matching handlers.")
+    deliveries: list[Delivery]
+
+    @strawberry.field(description="True once every matching handler succeeded or gave up.")
+    def settled(self) -> bool:
+        finished = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
+        return self.relayed and all(d.status in finished for d in self.deliveries)
+
+
+@strawberry.type
+class EmitResult:
+    event_id: strawberry.ID
+    replayed: bool
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(event_id=strawberry.ID(str(row.event_id)), handler=row.handler,
+                    status=DeliveryStatus(row.status), attempts=row.attempts,
+                    max_attempts=row.max_attempts, last_error=row.last_error,
+                    next_attempt_at=row.next_attempt_at, updated_at=row.updated_at,
+                    finished_at=row.finished_at)
+
+
+async def _events(runtime: Runtime, rows: list[Any]) -> list[Event]:
+    ids = [str(r.id) for r in rows]
+    by_event: dict[str, list[Delivery]] = {i: [] for i in ids}
+    if ids:
+        async with runtime.engine.connect() as connection:
+            for d in (await connection.execute(q.deliveries_of(ids))).all():
+                by_event[str(d.event_id)].append(_delivery(d))
+    return [Event(id=strawberry.ID(str(r.id)), type=r.type, model=r.model,
+                  key=None if r.key is None else strawberry.ID(r.key), version=r.version,
+                  payload=r.payload, created_at=r.created_at,
+                  caused_by=None if r.caused_by is None else strawberry.ID(str(r.caused_by)),
+                  relayed=r.dispatched_at is not None, deliveries=by_event[str(r.id)])
+            for r in rows]
+
+
+def _event_id(id: str) -> str:
+    try:
+        return str(uuid.UUID(id))
+    except ValueError:
+        raise NotFound(f"no event {id!r}", id=id) from None
+
+
+async def _one(runtime: Runtime, id: str) -> Event | None:
+    async with runtime.engine.connect() as connection:
+        row = (await connection.execute(q.read_event(_event_id(id)))).first()
+    return None if row is None else (await _events(runtime, [row]))[0]
+
+
+def _runtime(info: strawberry.Info) -> Runtime:
+    runtime: Runtime = info.context["runtime"]
+    return runtime
+
+
+@strawberry.type
+class EventQueries:
+    @strawberry.field(description="One event with its deliveries.")
+    async def event(self, info: strawberry.Info, id: strawberry.ID) -> Event | None:
+        return await _one(_runtime(info), id)
+
+    @strawberry.field(description="Events, newest first, filtered by type, document id (key) "
+                                  "or the status of any of their deliveries.")
+    async def events(self, info: strawberry.Info, type: str | None = None,
+                     key: strawberry.ID | None = None, status: DeliveryStatus | None = None,
+                     first: int = 50, before_seq: int | None = None) -> list[Event]:
+        if not 0 <= first <= MAX_EVENTS_PAGE:
+            raise BadInput(f"first must be between 0 and {MAX_EVENTS_PAGE}", field="first")
+        runtime = _runtime(info)
+        async with runtime.engine.connect() as connection:
+            rows = (await connection.execute(q.list_events(
+                event_type=type, key=key, status=status.value if status else None,
+                after_seq=before_seq, limit=first))).all()
+        return await _events(runtime, list(rows))
+
+    @strawberry.field(description="Deliveries, most recently changed first.")
+    async def deliveries(self, info: strawberry.Info, status: DeliveryStatus | None = None,
+                         handler: str | None = None, first: int = 50) -> list[Delivery]:
+        if not 0 <= first <= MAX_EVENTS_PAGE:
+            raise BadInput(f"first must be between 0 and {MAX_EVENTS_PAGE}", field="first")
+        async with _runtime(info).engine.connect() as connection:
+            rows = (await connection.execute(q.list_deliveries(
+                status=status.value if status else None, handler=handler, limit=first))).all()
+        return [_delivery(r) for r in rows]
+
+
+@strawberry.type
+class EventMutations:
+    @strawberry.mutation(description="Emit a custom event (not a state change) to the handlers; "
+                                     "idempotent on mutationId.")
+    async def emit_event(self, info: strawberry.Info, type: str, key: strawberry.ID | None = None,
+                         payload: JSON | None = None,
+                         mutation_id: strawberry.ID | None = None) -> EmitResult:
+        if payload is not None and not isinstance(payload, dict):
+            raise BadInput("payload must be a JSON object", field="payload")
+        emitted = await _runtime(info).emit(type, key, payload or {}, mutation_id=mutation_id)
+        return EmitResult(event_id=strawberry.ID(emitted.event_id), replayed=emitted.replayed)
+
+    @strawberry.mutation(description="Send a dead (or finished) event to its handler(s) again.")
+    async def redeliver_event(self, info: strawberry.Info, id: strawberry.ID,
+                              handler: str | None = None) -> Event:
+        runtime = _runtime(info)
+        handlers = await runtime.redeliver(_event_id(id), handler)
+        if not handlers:
+            raise NotFound(f"event {id} has no finished delivery"
+                           + (f" for handler {handler!r}" if handler else ""), id=id)
+        event = await _one(runtime, id)
+        assert event is not None
+        return event
+
+
+@strawberry.type
+class EventSubscriptions:
+    @strawberry.subscription(description="An event's state now, then each time a delivery "
+                                         "changes; completes once the event is settled.")
+    async def event(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Event, None]:
+        runtime = _runtime(info)
+        last: Any = None
+        while True:
+            event = await _one(runtime, id)
+            if event is None:
+                raise NotFound(f"no event {id!r}", id=id)
+            state = (event.relayed, [(d.handler, d.status, d.attempts) for d in event.deliveries])
+            if state != last:
+                last = state
+                yield event
+            if event.settled():
+                return
+            await asyncio.sleep(WATCH_POLL_INTERVAL)  # polled: see WATCH_POLL_INTERVAL

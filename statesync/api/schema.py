@@ -1,0 +1,237 @@
+"""The strawberry schema generated from the models: queries, mutations, subscriptions."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, Optional
+
+import strawberry
+from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.types.unset import UNSET
+from strawberry.utils.str_converters import to_camel_case
+
+from statesync import documents as docs
+from statesync.api.errors import ErrorCodes
+from statesync.api.events import EventMutations, EventQueries, EventSubscriptions
+from statesync.api.inputs import plain, to_filter, to_order
+from statesync.api.streams import Message, Target, stream
+from statesync.api.types import ChangeOp, ModelTypes, PageInfo, TypeFactory
+from statesync.errors import BadInput, InvalidCursor
+from statesync.filters import (
+    InvalidFilter,
+    InvalidPageToken,
+    cursor_values,
+    decode_page_token,
+    encode_page_token,
+    validate,
+    validate_cursor,
+    validate_order,
+)
+from statesync.models import ModelSpec
+from statesync.runtime import Runtime
+from statesync.sql_filters import after_clause, filter_clause, order_by_clauses
+from statesync.store import statements as q
+from statesync.store.commits import CommitResult
+from statesync.store.tables import documents
+
+REQUIRED = inspect.Parameter.empty
+
+
+def _resolver(params: Sequence[tuple[str, Any, Any]], returns: Any,
+              body: Callable[..., Any]) -> Callable[..., Any]:
+    """A function strawberry can introspect: its signature declares the GraphQL arguments."""
+
+    async def resolver(info: strawberry.Info, **kwargs: Any) -> Any:
+        return await body(info.context["runtime"], **kwargs)
+
+    async def subscriber(info: strawberry.Info, **kwargs: Any) -> AsyncGenerator[Any, None]:
+        async for item in body(info.context["runtime"], **kwargs):
+            yield item
+
+    target: Any = subscriber if inspect.isasyncgenfunction(body) else resolver
+    parameters = [inspect.Parameter("info", inspect.Parameter.KEYWORD_ONLY,
+                                    annotation=strawberry.Info)]
+    parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                     default=default) for name, annotation, default in params]
+    target.__signature__ = inspect.Signature(parameters, return_annotation=returns)
+    target.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
+    function: Callable[..., Any] = target
+    return function
+
+
+class ModelApi:
+    """The resolvers of one model."""
+
+    def __init__(self, types: ModelTypes) -> None:
+        self.types = types
+        self.spec: ModelSpec = types.spec
+        self.kinds = self.spec.filter_kinds()
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def view(self, document: dict[str, Any] | None) -> Any:
+        return None if document is None else self.types.view(document)
+
+    async def get(self, runtime: Runtime, id: str) -> Any:
+        async with runtime.engine.connect() as connection:
+            row = (await connection.execute(q.read_document(self.spec.name, id))).first()
+        return None if row is None else self.view(q.document_of(row))
+
+    async def list(self, runtime: Runtime, where: Any = UNSET, order_by: Any = UNSET,
+                   first: Any = UNSET, after: Any = UNSET) -> Any:
+        settings = runtime.settings
+        limit = settings.default_page_size if first in (UNSET, None) else first
+        if not 0 <= limit <= settings.max_page_size:
+            raise BadInput(f"first must be between 0 and {settings.max_page_size}", field="first")
+        condition = to_filter(where, self.kinds)
+        order = to_order(None if order_by is UNSET else order_by)
+        try:
+            validate(condition, self.kinds)
+            validate_order(order, self.kinds)
+        except InvalidFilter as exc:
+            raise BadInput(str(exc), field="where") from None
+        clause = filter_clause(condition, documents, self.kinds)
+        if after not in (UNSET, None):
+            try:
+                position = validate_cursor(order, decode_page_token(after, len(order) + 1),
+                                           self.kinds)
+            except (InvalidPageToken, InvalidFilter):
+                raise InvalidCursor(f"not a page cursor of this query: {after!r}",
+                                    cursor=after) from None
+            clause = clause & after_clause(order, position, documents, self.kinds)
+        statement = q.list_documents(self.spec.name, clause,
+                                     order_by_clauses(order, documents, self.kinds), limit + 1)
+        async with runtime.engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        page = [q.document_of(r) for r in rows[:limit]]
+        edges = [self.types.edge(cursor=encode_page_token(cursor_values(d, order, self.kinds)),
+                                 node=self.view(d)) for d in page]
+        return self.types.connection(
+            nodes=[e.node for e in edges], edges=edges,
+            page_info=PageInfo(has_next_page=len(rows) > limit,
+                               end_cursor=edges[-1].cursor if edges else None),
+        )
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def _commit_result(self, result: CommitResult) -> Any:
+        return self.types.commit(
+            op=ChangeOp(result.op), id=result.id, version=result.version,
+            document=self.view(result.document),
+            changed_fields=[to_camel_case(f) for f in result.changed_fields],
+            event_ids=list(result.event_ids), replayed=result.replayed,
+        )
+
+    async def create(self, runtime: Runtime, input: Any, id: Any = UNSET,
+                     mutation_id: Any = UNSET) -> Any:
+        write = docs.Create(self.spec.name, plain(input), id=_given(id))
+        return self._commit_result(await runtime.commit(write, mutation_id=_given(mutation_id)))
+
+    async def update(self, runtime: Runtime, id: str, patch: Any, expected_version: Any = UNSET,
+                     mutation_id: Any = UNSET) -> Any:
+        write = docs.Update(self.spec.name, id, plain(patch), _given(expected_version))
+        return self._commit_result(await runtime.commit(write, mutation_id=_given(mutation_id)))
+
+    async def delete(self, runtime: Runtime, id: str, expected_version: Any = UNSET,
+                     mutation_id: Any = UNSET) -> Any:
+        write = docs.Delete(self.spec.name, id, _given(expected_version))
+        return self._commit_result(await runtime.commit(write, mutation_id=_given(mutation_id)))
+
+    # ---- subscribing ------------------------------------------------------------------------
+
+    def _message(self, message: Message) -> Any:
+        change = message.change
+        return self.types.change(
+            op=ChangeOp(message.op), cursor=str(message.cursor),
+            id=change.doc_id if change else (message.document or {}).get("id"),
+            version=change.version if change else (message.document or {}).get("version"),
+            document=self.view(message.document),
+            changed_fields=[to_camel_case(f) for f in change.changed_fields] if change else None,
+            documents=None if message.documents is None else [self.view(d) for d in message.documents],
+            has_more=message.has_more,
+            mutation_id=change.mutation_id if change else None,
+        )
+
+    async def watch_one(self, runtime: Runtime, id: str, since: Any = UNSET
+                        ) -> AsyncGenerator[Any, None]:
+        target = Target(self.spec.name, id, None, self.kinds)
+        async for message in stream(runtime, target, _given(since)):
+            yield self._message(message)
+
+    async def watch_many(self, runtime: Runtime, where: Any = UNSET, since: Any = UNSET
+                         ) -> AsyncGenerator[Any, None]:
+        condition = to_filter(where, self.kinds)
+        try:
+            validate(condition, self.kinds)
+        except InvalidFilter as exc:
+            raise BadInput(str(exc), field="where") from None
+        target = Target(self.spec.name, None, condition, self.kinds)
+        async for message in stream(runtime, target, _given(since)):
+            yield self._message(message)
+
+
+def _given(value: Any) -> Any:
+    return None if value is UNSET else value
+
+
+class QuietSchema(strawberry.Schema):
+    """Client mistakes are answers, not server errors: only unexpected ones are logged
+    (by :func:`statesync.api.errors.coded`)."""
+
+    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
+        return None
+
+
+def build_schema(specs: Sequence[ModelSpec]) -> strawberry.Schema:
+    if not specs:
+        raise ValueError("no models declared: add a @statesync.model class to the schema folder")
+    factory = TypeFactory()
+    query: dict[str, Any] = {}
+    mutation: dict[str, Any] = {}
+    subscription: dict[str, Any] = {}
+    ID, opt_int, opt_id, opt_str = strawberry.ID, Optional[int], Optional[strawberry.ID], Optional[str]  # noqa: UP045
+    for spec in specs:
+        types = factory.model(spec)
+        api = ModelApi(types)
+        one, many, name = spec.singular, spec.plural, spec.name
+        query[one] = strawberry.field(
+            resolver=_resolver([("id", ID, REQUIRED)], Optional[types.output], api.get),  # noqa: UP045
+            description=f"One {name} by id; null when it does not exist or has expired.")
+        query[many] = strawberry.field(resolver=_resolver([
+            ("where", Optional[types.where], UNSET),  # noqa: UP045
+            ("order_by", Optional[list[types.order]], UNSET),  # type: ignore[name-defined]  # noqa: UP045
+            ("first", opt_int, UNSET), ("after", opt_str, UNSET),
+        ], types.connection, api.list), description=f"A page of {name} documents.")
+        mutation[f"create{name}"] = strawberry.mutation(resolver=_resolver([
+            ("input", types.create_input, REQUIRED), ("id", opt_id, UNSET),
+            ("mutation_id", opt_id, UNSET),
+        ], types.commit, api.create), description=f"Create a {name}; `id` defaults to a new UUID.")
+        mutation[f"update{name}"] = strawberry.mutation(resolver=_resolver([
+            ("id", ID, REQUIRED), ("patch", types.patch_input, REQUIRED),
+            ("expected_version", opt_int, UNSET), ("mutation_id", opt_id, UNSET),
+        ], types.commit, api.update), description=f"Change some fields of a {name}.")
+        mutation[f"delete{name}"] = strawberry.mutation(resolver=_resolver([
+            ("id", ID, REQUIRED), ("expected_version", opt_int, UNSET),
+            ("mutation_id", opt_id, UNSET),
+        ], types.commit, api.delete), description=f"Delete a {name}.")
+        subscription[one] = strawberry.subscription(resolver=_resolver([
+            ("id", ID, REQUIRED), ("since", opt_str, UNSET),
+        ], AsyncGenerator[types.change, None], api.watch_one),  # type: ignore[name-defined]
+            description=f"A snapshot of one {name} (or, with `since`, what was missed), "
+                        "then its changes.")
+        subscription[many] = strawberry.subscription(resolver=_resolver([
+            ("where", Optional[types.where], UNSET), ("since", opt_str, UNSET),  # noqa: UP045
+        ], AsyncGenerator[types.change, None], api.watch_many),  # type: ignore[name-defined]
+            description=f"A snapshot of matching {name} documents (or, with `since`, what was "
+                        "missed), then their changes.")
+    return QuietSchema(
+        query=strawberry.type(type("Query", (EventQueries,), query)),
+        mutation=strawberry.type(type("Mutation", (EventMutations,), mutation)),
+        subscription=strawberry.type(type("Subscription", (EventSubscriptions,), subscription)),
+        extensions=[lambda: ParserCache(maxsize=1000), lambda: ValidationCache(maxsize=1000),
+                    ErrorCodes],
+    )
+
+
+__all__ = ["Awaitable", "build_schema"]

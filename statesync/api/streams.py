@@ -1,0 +1,189 @@
+"""Subscription streams: snapshot or replay first, then live changes, with no gap and no repeat.
+
+Subscribe first, then read. The stream registers with the hub before it reads
+the snapshot (or the changelog), so a change committed meanwhile is in the live
+queue; everything the read already covered is dropped by cursor and version.
+
+A snapshot is exact at a cursor: it is read in one REPEATABLE READ transaction
+together with the feed head and the changes committed but not yet sequenced.
+Those few are awaited on the live queue and folded in, so the SNAPSHOT message
+carries a cursor P such that the snapshot equals the state after every change
+up to P; resuming with ``since: P`` then misses and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from statesync.errors import BadInput, InvalidCursor
+from statesync.feed.change import Change
+from statesync.feed.subscriber import Delivery, Overflowed, Subscriber, classify
+from statesync.filters import FieldKind, Filter
+from statesync.runtime import Runtime
+from statesync.sql_filters import filter_clause
+from statesync.store import statements as q
+from statesync.store.tables import documents
+
+SNAPSHOT_ALIGN_TIMEOUT = 10.0
+REPLAY_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What the GraphQL layer turns into one ``<Model>Change``."""
+
+    op: str
+    cursor: int
+    change: Change | None = None
+    document: dict[str, Any] | None = None
+    documents: list[dict[str, Any]] | None = None
+    has_more: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    model: str
+    doc_id: str | None
+    where: Filter | None
+    kinds: Mapping[str, FieldKind]
+
+    def wants(self, change: Change) -> str | None:
+        if change.model != self.model:
+            return None
+        if self.doc_id is not None:
+            return change.op if change.doc_id == self.doc_id else None
+        return classify(change, self.where, self.kinds)
+
+
+def parse_cursor(since: str) -> int:
+    if not (since.isascii() and since.isdigit()):  # exactly what the server issues: 0-9 only
+        raise InvalidCursor(f"not a cursor: {since!r}", cursor=since)
+    return int(since)
+
+
+async def stream(runtime: Runtime, target: Target, since: str | None) -> AsyncIterator[Message]:
+    settings = runtime.settings
+    async with runtime.hub.subscribe(target.model, target.doc_id, target.where, target.kinds,
+                                     settings.subscriber_queue_size) as subscriber:
+        try:
+            if since is not None:
+                last = parse_cursor(since)
+                async for message in _replay(runtime, target, last):
+                    last = message.cursor
+                    yield message
+            else:
+                last = 0
+                async for message in _snapshot(runtime, target, subscriber):
+                    last = message.cursor
+                    yield message
+            while True:
+                delivery = await subscriber.get()
+                if delivery.change.cursor > last:
+                    last = delivery.change.cursor
+                    yield _live(delivery)
+        except Overflowed:
+            yield Message(op="RESYNC", cursor=last)
+
+
+def _live(delivery: Delivery) -> Message:
+    return Message(op=delivery.op, cursor=delivery.change.cursor, change=delivery.change,
+                   document=delivery.change.document)
+
+
+async def _replay(runtime: Runtime, target: Target, since: int) -> AsyncIterator[Message]:
+    # Never yield while holding a connection: a client that reads slowly would keep it
+    # (and its open transaction) for as long as it likes, and a few such clients drain the pool.
+    async with runtime.engine.connect() as connection:
+        head = (await connection.execute(q.feed_head_cursor())).scalar_one()
+    if since > head:
+        raise InvalidCursor(f"cursor {since} is ahead of the feed ({head})", cursor=str(since))
+    after = since
+    while True:
+        async with runtime.engine.connect() as connection:
+            rows = (await connection.execute(q.changes_between(
+                after, None, model=target.model, doc_id=target.doc_id, limit=REPLAY_PAGE))).all()
+        for row in rows:
+            change = Change.from_row(row)
+            op = target.wants(change)
+            if op is not None:
+                yield Message(op=op, cursor=change.cursor, change=change,
+                              document=change.document)
+        if len(rows) < REPLAY_PAGE:
+            return
+        after = rows[-1].cursor
+
+
+async def _read_snapshot(connection: AsyncConnection, runtime: Runtime, target: Target
+                         ) -> tuple[int, set[int], dict[str, dict[str, Any]]]:
+    await connection.execution_options(isolation_level="REPEATABLE READ")
+    async with connection.begin():
+        head = (await connection.execute(q.feed_head_cursor())).scalar_one()
+        pending = set((await connection.execute(
+            q.unsequenced_seqs(target.model, target.doc_id))).scalars())
+        if target.doc_id is not None:
+            rows = (await connection.execute(q.read_document(target.model, target.doc_id))).all()
+        else:
+            limit = runtime.settings.max_snapshot_documents
+            where = filter_clause(target.where, documents, target.kinds)
+            rows = (await connection.execute(q.list_documents(
+                target.model, where, [documents.c.id], limit + 1))).all()
+            if len(rows) > limit:
+                raise BadInput(f"the collection has more than {limit} documents to snapshot; "
+                               "narrow it with `where`", field="where", limit=limit)
+    snapshot = {row.id: q.document_of(row) for row in rows}
+    return head, pending, snapshot
+
+
+async def _snapshot(runtime: Runtime, target: Target, subscriber: Subscriber
+                    ) -> AsyncIterator[Message]:
+    async with runtime.engine.connect() as connection:
+        head, pending, snapshot = await _read_snapshot(connection, runtime, target)
+    cursor = head
+    if pending:
+        cursor = await _align(runtime, subscriber, target, pending, snapshot, head)
+    docs = sorted(snapshot.values(), key=lambda d: d["id"])
+    if target.doc_id is not None:
+        document = docs[0] if docs else None
+        yield Message(op="SNAPSHOT", cursor=cursor, document=document)
+        return
+    chunk = runtime.settings.snapshot_chunk_size
+    for start in range(0, max(len(docs), 1), chunk):
+        yield Message(op="SNAPSHOT", cursor=cursor, documents=docs[start : start + chunk],
+                      has_more=start + chunk < len(docs))
+
+
+async def _align(runtime: Runtime, subscriber: Subscriber, target: Target, pending: set[int],
+                 snapshot: dict[str, dict[str, Any]], head: int) -> int:
+    """Wait until the hub has passed every pending change, fold the queued ones up to the
+    last of them into the snapshot, and return that change's cursor."""
+    hub = runtime.hub
+    with hub.watch(pending) as watch:
+        async with runtime.engine.connect() as connection:
+            done = (await connection.execute(q.cursors_of(pending))).all()
+        for row in done:
+            if hub.last is not None and row.cursor <= hub.last:
+                watch.mark(row.seq, row.cursor)
+        async with asyncio.timeout(SNAPSHOT_ALIGN_TIMEOUT):
+            await watch.done.wait()
+        aligned = max(watch.cursors.values())
+    queued = subscriber.pending()
+    for delivery in queued:
+        change = delivery.change
+        if not head < change.cursor <= aligned:
+            continue
+        current = snapshot.get(change.doc_id)
+        if current is not None and current["version"] >= change.version:
+            continue
+        if delivery.op in ("CREATED", "UPDATED"):
+            snapshot[change.doc_id] = change.document or {}
+        else:
+            snapshot.pop(change.doc_id, None)
+    subscriber.requeue([d for d in queued if d.change.cursor > aligned])
+    return aligned
+
+

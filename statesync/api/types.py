@@ -1,0 +1,269 @@
+"""GraphQL types generated from a model: output, inputs, filters, ordering, pages, changes.
+
+Names follow what Amplify and Hasura users know: ``Order``, ``OrderInput``,
+``OrderPatch``, ``OrderWhere``, ``OrderOrder``, ``OrderConnection``,
+``OrderCommit``, ``OrderChange``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Optional
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types.unset import UNSET
+
+from statesync.api.views import Converter, DocumentView, each, parse_datetime, view_class
+from statesync.filters import FieldKind
+from statesync.models import (
+    EnumRef,
+    FieldSpec,
+    JsonRef,
+    ListOf,
+    ModelSpec,
+    Scalar,
+    TypeRef,
+    ValueRef,
+)
+
+
+@strawberry.enum(description="What a subscription message says happened.")
+class ChangeOp(enum.Enum):
+    SNAPSHOT = "SNAPSHOT"
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    DELETED = "DELETED"
+    REMOVED = "REMOVED"
+    EXPIRED = "EXPIRED"
+    RESYNC = "RESYNC"
+
+
+@strawberry.enum
+class SortDirection(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+def _filter_input(name: str, value_type: Any, ops: tuple[str, ...]) -> type:
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {}
+    for op in ops:
+        if op in ("in", "not_in"):
+            annotations[f"{op}_" if op == "in" else op] = Optional[list[value_type]]  # noqa: UP045
+        elif op == "between":
+            annotations[op] = Optional[list[value_type]]  # noqa: UP045
+        else:
+            annotations[op] = Optional[value_type]  # noqa: UP045
+    for attr in annotations:
+        graphql_name = "in" if attr == "in_" else None
+        description = "inclusive [low, high]" if attr == "between" else None
+        namespace[attr] = strawberry.field(default=UNSET, name=graphql_name, description=description)
+    namespace["__annotations__"] = annotations
+    return strawberry.input(type(name, (), namespace))
+
+
+_ORDERED = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "between")
+_STRINGY = (*_ORDERED, "contains", "begins_with")
+SCALAR_FILTERS: dict[FieldKind, type] = {
+    FieldKind.STRING: _filter_input("StringFilter", str, _STRINGY),
+    FieldKind.ID: _filter_input("IDFilter", strawberry.ID, _STRINGY),
+    FieldKind.INT: _filter_input("IntFilter", int, _ORDERED),
+    FieldKind.FLOAT: _filter_input("FloatFilter", float, _ORDERED),
+    FieldKind.BOOL: _filter_input("BooleanFilter", bool, ("eq", "ne")),
+    FieldKind.DATETIME: _filter_input("DateTimeFilter", datetime, _ORDERED),
+    FieldKind.STRING_LIST: _filter_input("StringListFilter", str, ("contains",)),
+    FieldKind.INT_LIST: _filter_input("IntListFilter", int, ("contains",)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTypes:
+    """The generated GraphQL types of one model, and how to read documents into them."""
+
+    spec: ModelSpec
+    output: type
+    view: type[DocumentView]
+    create_input: type
+    patch_input: type
+    where: type
+    order: type
+    order_field: type[enum.Enum]
+    connection: type
+    edge: type
+    commit: type
+    change: type
+
+
+class TypeFactory:
+    """Builds types for every model of a schema, sharing enums and embedded values."""
+
+    def __init__(self) -> None:
+        self._enums: dict[type[enum.Enum], Any] = {}
+        self._enum_filters: dict[type[enum.Enum], type] = {}
+        self._values: dict[type, tuple[type, type[DocumentView], type]] = {}
+
+    # ---- leaf and embedded types ------------------------------------------------------------
+
+    def _enum(self, cls: type[enum.Enum]) -> Any:
+        if cls not in self._enums:
+            self._enums[cls] = strawberry.enum(cls)
+        return self._enums[cls]
+
+    def _value(self, ref: ValueRef) -> tuple[type, type[DocumentView], type]:
+        if ref.cls not in self._values:
+            output, view = self._object(ref.cls.__name__, ref.fields, meta=False)
+            create = self._input(f"{ref.cls.__name__}Input", ref.fields, partial=False)
+            self._values[ref.cls] = (output, view, create)
+        return self._values[ref.cls]
+
+    def _graphql_type(self, ref: TypeRef, *, for_input: bool) -> tuple[Any, Converter | None]:
+        shape = ref.shape
+        base: Any
+        convert: Converter | None = None
+        if isinstance(shape, Scalar):
+            base = shape.py
+            convert = parse_datetime if shape.kind is FieldKind.DATETIME else None
+        elif isinstance(shape, EnumRef):
+            base = self._enum(shape.cls)
+        elif isinstance(shape, JsonRef):
+            base = JSON
+        elif isinstance(shape, ValueRef):
+            output, view, create = self._value(shape)
+            base, convert = (create, None) if for_input else (output, view)
+        else:
+            assert isinstance(shape, ListOf)
+            item, item_convert = self._graphql_type(shape.item, for_input=for_input)
+            base, convert = list[item], (each(item_convert) if item_convert else None)  # type: ignore[valid-type]
+        return (Optional[base] if ref.nullable else base), convert  # noqa: UP045
+
+    # ---- object and input types -------------------------------------------------------------
+
+    def _object(self, name: str, fields: tuple[FieldSpec, ...], *, meta: bool
+                ) -> tuple[type, type[DocumentView]]:
+        annotations: dict[str, Any] = {}
+        namespace: dict[str, Any] = {}
+        converters: dict[str, Converter] = {}
+        if meta:
+            annotations.update(id=strawberry.ID, version=int, created_at=datetime,
+                               updated_at=datetime, expires_at=Optional[datetime])  # noqa: UP045
+        for f in fields:
+            annotations[f.name], convert = self._graphql_type(f.type, for_input=False)
+            if convert is not None:
+                converters[f.name] = convert
+            if f.description:
+                namespace[f.name] = strawberry.field(description=f.description)
+        namespace["__annotations__"] = annotations
+        output = strawberry.type(type(name, (), namespace))
+        return output, view_class(name, converters)
+
+    def _input(self, name: str, fields: tuple[FieldSpec, ...], *, partial: bool,
+               expires: bool = False) -> type:
+        annotations: dict[str, Any] = {}
+        namespace: dict[str, Any] = {}
+        for f in fields:
+            if not f.clients_may_write:
+                continue
+            graphql_type, _ = self._graphql_type(f.type, for_input=True)
+            optional = partial or not f.required
+            annotations[f.name] = Optional[graphql_type] if optional else graphql_type  # noqa: UP045
+            if optional:
+                namespace[f.name] = strawberry.field(default=UNSET, description=f.description)
+        if expires:
+            annotations["expires_at"] = Optional[datetime]  # noqa: UP045
+            namespace["expires_at"] = strawberry.field(
+                default=UNSET, description="When the document expires (overrides the model TTL)."
+            )
+        namespace["__annotations__"] = annotations
+        return strawberry.input(type(name, (), namespace))
+
+    # ---- query shapes -----------------------------------------------------------------------
+
+    def _enum_filter(self, cls: type[enum.Enum]) -> type:
+        if cls not in self._enum_filters:
+            self._enum_filters[cls] = _filter_input(
+                f"{cls.__name__}Filter", self._enum(cls), ("eq", "ne", "in", "not_in")
+            )
+        return self._enum_filters[cls]
+
+    def _where(self, spec: ModelSpec) -> type:
+        cls = type(f"{spec.name}Where", (), {})
+        annotations: dict[str, Any] = {}
+        namespace: dict[str, Any] = {}
+        for name, kind in spec.filter_kinds().items():
+            if kind is FieldKind.ENUM:
+                ref = spec.field(name).type.shape
+                assert isinstance(ref, EnumRef)
+                filter_type = self._enum_filter(ref.cls)
+            else:
+                filter_type = SCALAR_FILTERS[kind]
+            annotations[name] = Optional[filter_type]  # noqa: UP045
+            namespace[name] = strawberry.field(default=UNSET)
+        recursive: Any = cls  # the input refers to itself: and/or/not take more of the same
+        annotations.update(and_=Optional[list[recursive]], or_=Optional[list[recursive]],  # noqa: UP045
+                           not_=Optional[recursive])  # noqa: UP045
+        namespace.update(and_=strawberry.field(default=UNSET, name="and"),
+                         or_=strawberry.field(default=UNSET, name="or"),
+                         not_=strawberry.field(default=UNSET, name="not"))
+        for key, value in namespace.items():
+            setattr(cls, key, value)
+        cls.__annotations__ = annotations
+        return strawberry.input(cls)
+
+    def _order(self, spec: ModelSpec) -> tuple[type, type[enum.Enum]]:
+        sortable = [n for n, k in spec.filter_kinds().items()
+                    if k not in (FieldKind.STRING_LIST, FieldKind.INT_LIST)]
+        field_enum = enum.Enum(f"{spec.name}Field", {n.upper(): n for n in sortable})  # type: ignore[misc]
+        graphql_enum = strawberry.enum(field_enum)
+        order = strawberry.input(type(f"{spec.name}Order", (), {
+            "__annotations__": {"field": graphql_enum, "direction": SortDirection},
+            "direction": SortDirection.ASC,
+        }))
+        return order, field_enum
+
+    def model(self, spec: ModelSpec) -> ModelTypes:
+        output, view = self._object(spec.name, spec.fields, meta=True)
+        edge = strawberry.type(type(f"{spec.name}Edge", (), {
+            "__annotations__": {"cursor": str, "node": output}}))
+        connection = strawberry.type(type(f"{spec.name}Connection", (), {
+            "__annotations__": {"nodes": list[output], "edges": list[edge],  # type: ignore[valid-type]
+                                "page_info": PageInfo}}))
+        commit = strawberry.type(type(f"{spec.name}Commit", (), {
+            "__doc__": "The result of a committed mutation.",
+            "__annotations__": {
+                "op": ChangeOp, "id": strawberry.ID, "version": int,
+                "document": Optional[output],  # noqa: UP045
+                "changed_fields": list[str], "event_ids": list[strawberry.ID],
+                "replayed": bool,
+            }}))
+        change = strawberry.type(type(f"{spec.name}Change", (), {
+            "__doc__": "One subscription message: a snapshot, a change, or a request to resync.",
+            "__annotations__": {
+                "op": ChangeOp, "cursor": str,
+                "id": Optional[strawberry.ID], "version": Optional[int],  # noqa: UP045
+                "document": Optional[output],  # noqa: UP045
+                "changed_fields": Optional[list[str]],  # noqa: UP045
+                "documents": Optional[list[output]],  # type: ignore[valid-type]  # noqa: UP045
+                "has_more": Optional[bool], "mutation_id": Optional[strawberry.ID],  # noqa: UP045
+            },
+            "has_more": strawberry.field(
+                default=None, description="On SNAPSHOT: more chunks of the snapshot follow."),
+            "mutation_id": strawberry.field(
+                default=None, description="The mutationId of the commit that made this change."),
+        }))
+        order, order_field = self._order(spec)
+        return ModelTypes(
+            spec=spec, output=output, view=view,
+            create_input=self._input(f"{spec.name}Input", spec.fields, partial=False, expires=True),
+            patch_input=self._input(f"{spec.name}Patch", spec.fields, partial=True, expires=True),
+            where=self._where(spec), order=order, order_field=order_field,
+            connection=connection, edge=edge, commit=commit, change=change,
+        )

@@ -1,0 +1,98 @@
+"""The Celery app of statesync's workers: ``celery -A statesync.celery_app worker``.
+
+Configured from the same ``STATESYNC_*`` settings; engines and clients are built
+lazily in each worker process (after the fork), never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import redis
+import sqlalchemy as sa
+from celery import Celery
+
+from statesync.app import model_table
+from statesync.config import Settings, psycopg_url
+from statesync.delivery import DeliveryWorker
+from statesync.feed.channels import Channels
+from statesync.handlers import Handlers
+from statesync.loader import load_handlers, load_models
+from statesync.sweeper import sweep_expired
+
+log = logging.getLogger(__name__)
+
+DELIVER = "statesync.deliver"
+SWEEP = "statesync.sweep_expired"
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("statesync", broker=settings.broker_url or settings.redis_url, set_as_current=False)
+    app.conf.update(
+        # At least once: a task is acknowledged only after it ran, and a task whose worker
+        # died is given back. Idempotence comes from the delivery row (statesync.delivery).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_default_queue=settings.queue,
+        broker_connection_retry_on_startup=True,
+        # Redis redelivers unacknowledged tasks after this; the relay's lease acts sooner.
+        broker_transport_options={"visibility_timeout": int(settings.handler_timeout * 2) + 60},
+        worker_hijack_root_logger=False,
+        beat_schedule={"sweep-expired": {"task": SWEEP,
+                                         "schedule": timedelta(seconds=settings.sweep_interval)}},
+    )
+    app.conf.statesync_settings = settings
+
+    @app.task(name=DELIVER)  # type: ignore[untyped-decorator]
+    def deliver(event_id: str, handler: str) -> str:
+        return _worker(settings).deliver(event_id, handler)
+
+    @app.task(name=SWEEP)  # type: ignore[untyped-decorator]
+    def sweep() -> int:
+        worker = _worker(settings)
+        expired = sweep_expired(worker.engine, worker.models, settings.max_document_bytes)
+        if expired:
+            worker.after_commit()
+        return expired
+
+    return app
+
+
+_workers: dict[int, DeliveryWorker] = {}
+
+
+def _worker(settings: Settings) -> DeliveryWorker:
+    """Per worker process: built on first use, so after Celery's fork."""
+    if id(settings) not in _workers:
+        _workers[id(settings)] = _build_worker(settings)
+    return _workers[id(settings)]
+
+
+def _build_worker(settings: Settings) -> DeliveryWorker:
+    engine = sa.create_engine(psycopg_url(settings.database_url or ""), pool_size=2,
+                              max_overflow=2, pool_pre_ping=True)
+    client = redis.Redis.from_url(settings.redis_url or "")
+    channels = Channels(settings.channel_prefix)
+
+    def wake_sequencer() -> None:
+        try:
+            client.publish(channels.wake, b"")
+        except redis.RedisError:  # only latency is lost: the sequencer also polls
+            log.warning("could not wake the sequencer", exc_info=True)
+
+    return DeliveryWorker(
+        engine=engine,
+        handlers=Handlers.of(load_handlers(settings.workers_path)),
+        models=model_table(load_models(settings.schema_path)),
+        max_document_bytes=settings.max_document_bytes,
+        handler_timeout=settings.handler_timeout,
+        after_commit=wake_sequencer,
+    )
+
+
+app = create_celery(Settings())

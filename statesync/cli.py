@@ -1,0 +1,175 @@
+"""The ``statesync`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from statesync.config import Settings, environment
+from statesync.processes import supervised
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="statesync: realtime state sync over GraphQL.")
+schema_app = typer.Typer(no_args_is_help=True, help="The generated GraphQL schema.")
+app.add_typer(schema_app, name="schema")
+
+SchemaPath = Annotated[Path | None, typer.Option("--schema", help="Models folder or file.")]
+
+
+def _settings(schema: Path | None = None, **overrides: object) -> Settings:
+    settings = Settings()
+    updates = {k: v for k, v in overrides.items() if v is not None}
+    if schema is not None:
+        updates["schema_path"] = schema
+    return settings.model_copy(update=updates)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _serve(settings: Settings, *, with_relay: bool = False) -> None:
+    from statesync.app import create_app
+    from statesync.migrate import upgrade
+
+    upgrade(settings.database_url or "")
+    uvicorn.run(
+        create_app(settings, with_relay=with_relay), host=settings.host, port=settings.port,
+        log_level=settings.log_level.lower(),
+        # permessage-deflate costs more CPU and memory per connection than it saves on
+        # small JSON frames; off unless measured otherwise.
+        ws_per_message_deflate=False,
+    )
+
+
+@app.command()
+def dev(
+    schema: SchemaPath = None,
+    port: Annotated[int | None, typer.Option(help="API port.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Embedded data folder.")] = None,
+) -> None:
+    """Run everything on this machine: embedded PostgreSQL and Redis (unless URLs are set),
+    migrations, and the API with GraphiQL."""
+    settings = _settings(schema, port=port, data_dir=data_dir)
+    _logging(settings.log_level)
+    with contextlib.ExitStack() as stack:
+        if not settings.database_url or not settings.redis_url:
+            from statesync.embedded import redis_server, start_postgres
+
+            updates: dict[str, object] = {}
+            if not settings.database_url:
+                typer.echo(f"embedded PostgreSQL in {settings.data_dir}/postgres")
+                updates["database_url"] = start_postgres(settings.data_dir)
+            if not settings.redis_url:
+                typer.echo(f"embedded Redis in {settings.data_dir}/redis")
+                updates["redis_url"] = stack.enter_context(redis_server(settings.data_dir))
+            settings = settings.model_copy(update=updates)
+        stack.enter_context(_celery_processes(settings))
+        typer.echo(f"statesync dev: GraphiQL at http://{settings.host}:{settings.port}/graphql")
+        _serve(settings, with_relay=True)
+
+
+@app.command()
+def serve(schema: SchemaPath = None) -> None:
+    """Production entry: run migrations, then the API (and a sequencer candidate) on uvicorn.
+    Needs STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL; embeds nothing."""
+    settings = _settings(schema)
+    _logging(settings.log_level)
+    if not settings.database_url or not settings.redis_url:
+        typer.echo("statesync serve needs STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL", err=True)
+        raise typer.Exit(2)
+    _serve(settings)
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    """The settings a child process needs, as the environment it reads them from."""
+    return environment(settings, os.environ)
+
+
+def _celery_args(settings: Settings, command: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "statesync.celery_app", command,
+            "--loglevel", settings.log_level]
+
+
+@contextlib.contextmanager
+def _celery_processes(settings: Settings) -> Iterator[None]:
+    """A worker and a beat for `statesync dev`. Beat runs as its own process, not embedded
+    with ``--beat``: an embedded beat can outlive its worker when stopped early."""
+    env = _env(settings)
+    worker = [*_celery_args(settings, "worker"), "--queues", settings.queue, "--concurrency", "2"]
+    beat = [*_celery_args(settings, "beat"),
+            "--schedule", str(settings.data_dir.resolve() / "celerybeat-schedule")]
+    with supervised(worker, env=env), supervised(beat, env=env):
+        yield
+
+
+def _require_urls(settings: Settings, command: str) -> None:
+    if not settings.database_url or not settings.redis_url:
+        typer.echo(f"statesync {command} needs STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL",
+                   err=True)
+        raise typer.Exit(2)
+
+
+@app.command()
+def relay() -> None:
+    """Production entry: the outbox relay (run two: one active, one hot standby)."""
+    from statesync.relay import run_relay
+
+    settings = Settings()
+    _logging(settings.log_level)
+    _require_urls(settings, "relay")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_relay(settings))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """Production entry: a Celery worker running the handlers (extra options go to Celery)."""
+    settings = Settings()
+    _require_urls(settings, "worker")
+    args = [*_celery_args(settings, "worker"), "--queues", settings.queue, *ctx.args]
+    os.execve(sys.executable, args, _env(settings))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(ctx: typer.Context) -> None:
+    """Production entry: Celery beat, scheduling the TTL sweep (run exactly one)."""
+    settings = Settings()
+    _require_urls(settings, "beat")
+    os.execve(sys.executable, [*_celery_args(settings, "beat"), *ctx.args], _env(settings))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply statesync's migrations to STATESYNC_DATABASE_URL."""
+    from statesync.migrate import upgrade
+
+    settings = Settings()
+    if not settings.database_url:
+        typer.echo("statesync migrate needs STATESYNC_DATABASE_URL", err=True)
+        raise typer.Exit(2)
+    upgrade(settings.database_url)
+
+
+@schema_app.command("print")
+def schema_print(schema: SchemaPath = None) -> None:
+    """Print the GraphQL SDL generated from the models (what frontends run codegen on)."""
+    from statesync.api.schema import build_schema
+    from statesync.loader import load_models
+
+    settings = _settings(schema)
+    typer.echo(build_schema(load_models(settings.schema_path)).as_str())
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

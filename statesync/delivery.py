@@ -1,0 +1,178 @@
+"""Running one delivery (event x handler) in a Celery worker, at least once, effect once.
+
+Three short transactions:
+1. claim: the delivery must be ``dispatched`` (or ``running`` with an expired
+   lease); it becomes ``running``, one more attempt, with a fresh lease;
+2. the handler runs, outside any transaction, staging its writes in ``tx``;
+3. finish: under the row lock, and only if this attempt still owns the
+   delivery, the staged writes commit through the one commit path together with
+   ``succeeded`` — or, on failure, the delivery becomes ``retrying`` (with
+   backoff) or ``dead``.
+A duplicate or late task finds the delivery finished or owned by another
+attempt and does nothing, so an effect is never applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from statesync import documents as docs
+from statesync.feed.change import document_from_json
+from statesync.handlers import Event, Handlers
+from statesync.store import statements as q
+from statesync.store.commits import Model, commit_steps, emit_steps, run_sync
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 4000
+
+
+@dataclass
+class StagedTx:
+    """The ``tx`` a handler receives: reads see committed state; writes wait for success."""
+
+    engine: sa.Engine
+    writes: list[docs.Write] = field(default_factory=list)
+    events: list[tuple[str, str | None, Mapping[str, Any]]] = field(default_factory=list)
+
+    def get(self, model: str, id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(q.read_document(model, id)).first()
+        return None if row is None else q.document_of(row)
+
+    def create(self, model: str, fields: Mapping[str, Any], id: str | None = None) -> None:
+        self.writes.append(docs.Create(model, dict(fields), id=id))
+
+    def update(self, model: str, id: str, patch: Mapping[str, Any],
+               expected_version: int | None = None) -> None:
+        self.writes.append(docs.Update(model, id, dict(patch), expected_version))
+
+    def delete(self, model: str, id: str, expected_version: int | None = None) -> None:
+        self.writes.append(docs.Delete(model, id, expected_version))
+
+    def emit(self, type: str, key: str | None, payload: Mapping[str, Any]) -> None:
+        self.events.append((type, key, dict(payload)))
+
+
+def event_from_row(row: Any, attempt: int) -> Event:
+    payload = dict(row.payload)
+    is_change = row.model is not None
+    return Event(
+        id=str(row.id), type=row.type, model=row.model, document_id=row.key or row.doc_id,
+        version=row.version,
+        document=document_from_json(payload.get("document")) if is_change else None,
+        previous=document_from_json(payload.get("previous")) if is_change else None,
+        changed_fields=tuple(payload.get("changedFields", ())) if is_change else (),
+        payload=payload, created_at=row.created_at, attempt=attempt,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One claimed attempt: its number in the current round (``Event.attempt``, what the
+    delivery row counts) and its row in the attempt history (unique across redeliveries)."""
+
+    attempt: int
+    record: int
+
+
+@dataclass
+class DeliveryWorker:
+    engine: sa.Engine
+    handlers: Handlers
+    models: Mapping[str, Model]
+    max_document_bytes: int
+    handler_timeout: float
+    after_commit: Callable[[], None] = lambda: None  # wakes the sequencer
+
+    def deliver(self, event_id: str, handler_name: str) -> str:
+        """Run one attempt; returns the delivery's status afterwards (or why it was skipped)."""
+        handler = self.handlers.by_name.get(handler_name)
+        if handler is None:
+            raise LookupError(f"no handler named {handler_name!r} in this worker")
+        claimed = self._claim(event_id, handler_name)
+        if claimed is None:
+            return "skipped"
+        event, run = claimed
+        tx = StagedTx(self.engine)
+        try:
+            handler.fn(event, tx)
+        except Exception as exc:  # a handler's failure is data: recorded, retried, dead-lettered
+            return self._fail(event_id, handler_name, run, exc)
+        try:
+            return self._succeed(event_id, handler_name, run, tx)
+        except Exception as exc:  # its writes were rejected (conflict, bad input): also a failure
+            return self._fail(event_id, handler_name, run, exc)
+
+    def _claim(self, event_id: str, handler_name: str) -> tuple[Event, _Run] | None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            delivery = connection.execute(q.lock_delivery(event_id, handler_name)).first()
+            if delivery is None:
+                return None
+            stale_run = delivery.status == "running" and (
+                delivery.lease_expires_at is None or delivery.lease_expires_at < now)
+            if delivery.status != "dispatched" and not stale_run:
+                return None  # finished, owned by another attempt, or not due: a duplicate task
+            attempt = delivery.attempts + 1
+            connection.execute(q.set_delivery(
+                event_id, handler_name, status="running", attempts=attempt, updated_at=now,
+                lease_expires_at=now + timedelta(seconds=self.handler_timeout)))
+            record = connection.execute(q.start_attempt(event_id, handler_name, now)).scalar_one()
+            row = connection.execute(q.read_event(event_id)).one()
+        return event_from_row(row, attempt), _Run(attempt, record)
+
+    def _owned(self, connection: sa.Connection, event_id: str, handler_name: str,
+               attempt: int) -> bool:
+        delivery = connection.execute(q.lock_delivery(event_id, handler_name)).first()
+        return delivery is not None and delivery.status == "running" and delivery.attempts == attempt
+
+    def _succeed(self, event_id: str, handler_name: str, run: _Run, tx: StagedTx) -> str:
+        with self.engine.begin() as connection:
+            if not self._owned(connection, event_id, handler_name, run.attempt):
+                return "superseded"  # the lease expired and another attempt took over
+            for write in tx.writes:
+                run_sync(connection, commit_steps(
+                    self.models, write, caused_by=event_id,
+                    max_document_bytes=self.max_document_bytes))
+            for type_name, key, payload in tx.events:
+                run_sync(connection, emit_steps(type_name, key, payload, caused_by=event_id))
+            now = datetime.now(UTC)
+            connection.execute(q.set_delivery(
+                event_id, handler_name, status="succeeded", updated_at=now, finished_at=now,
+                lease_expires_at=None, last_error=None))
+            connection.execute(q.finish_attempt(event_id, handler_name, run.record, now,
+                                                "succeeded"))
+            connection.execute(q.notify_relay())  # an ordered successor may be due now
+        if tx.writes:
+            self.after_commit()
+        return "succeeded"
+
+    def _fail(self, event_id: str, handler_name: str, run: _Run, exc: Exception) -> str:
+        handler = self.handlers[handler_name]
+        attempt = run.attempt
+        error = "".join(traceback.format_exception_only(exc)).strip()[-MAX_ERROR_CHARS:]
+        log.warning("handler %s failed on event %s (attempt %d): %s", handler_name, event_id,
+                    attempt, error)
+        now = datetime.now(UTC)
+        dead = attempt >= handler.max_attempts
+        status = "dead" if dead else "retrying"
+        with self.engine.begin() as connection:
+            if not self._owned(connection, event_id, handler_name, attempt):
+                return "superseded"
+            connection.execute(q.set_delivery(
+                event_id, handler_name, status=status, last_error=error, updated_at=now,
+                lease_expires_at=None, finished_at=now if dead else None,
+                next_attempt_at=now + handler.retry_delay(attempt)))
+            connection.execute(q.finish_attempt(event_id, handler_name, run.record, now, status,
+                                                error))
+            connection.execute(q.notify_relay())
+        return status
+

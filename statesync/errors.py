@@ -1,0 +1,55 @@
+"""The one exception tree. Every error a client can see carries a machine-readable ``code``.
+
+    StatesyncError(code)
+     ├── BadInput            BAD_USER_INPUT      a value the schema admits but the model does not
+     ├── PayloadTooLarge     PAYLOAD_TOO_LARGE   a document over ``max_document_bytes``
+     ├── NotFound            NOT_FOUND           no live document with that id
+     ├── AlreadyExists       ALREADY_EXISTS      create with an id that is taken
+     ├── Conflict            CONFLICT            stale ``expectedVersion``; carries the current document
+     ├── MutationIdReused    MUTATION_ID_REUSED  same ``mutationId``, different request
+     └── InvalidCursor       INVALID_CURSOR      a ``since`` or ``after`` the server never issued
+
+GraphQL parse and validation failures are coded ``GRAPHQL_PARSE_FAILED`` and
+``GRAPHQL_VALIDATION_FAILED`` at the HTTP boundary (see ``statesync.api.errors``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StatesyncError(Exception):
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions: dict[str, Any] = {"code": self.code, **extensions}
+
+
+class BadInput(StatesyncError):
+    code = "BAD_USER_INPUT"
+
+
+class PayloadTooLarge(StatesyncError):
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class NotFound(StatesyncError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(StatesyncError):
+    code = "ALREADY_EXISTS"
+
+
+class Conflict(StatesyncError):
+    code = "CONFLICT"
+
+
+class MutationIdReused(StatesyncError):
+    code = "MUTATION_ID_REUSED"
+
+
+class InvalidCursor(StatesyncError):
+    code = "INVALID_CURSOR"

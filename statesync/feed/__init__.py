@@ -1,0 +1,1 @@
+"""The change feed: sequencing committed changes, publishing them, fanning them out."""

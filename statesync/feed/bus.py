@@ -1,0 +1,64 @@
+"""The Redis side of the feed: one pub/sub connection per process, watched and reconnected."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+
+from statesync.feed.change import decode_batch
+from statesync.feed.channels import Channels
+from statesync.feed.hub import Hub
+from statesync.feed.sequencer import Sequencer
+
+log = logging.getLogger(__name__)
+
+RECONNECT_DELAY = 0.5
+
+
+async def listen(redis: aioredis.Redis, channels: Channels, hub: Hub, sequencer: Sequencer,
+                 poll_interval: float) -> None:
+    """Feed batches to the hub and wake-ups to the sequencer, forever."""
+    while True:
+        try:
+            async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                await pubsub.subscribe(channels.feed, channels.wake)
+                await hub.catch_up()  # after subscribing: whatever we missed is in the changelog
+                await _pump(pubsub, channels, hub, sequencer, poll_interval)
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            log.warning("lost Redis pub/sub (%s); reconnecting and refilling", exc)
+            await asyncio.sleep(RECONNECT_DELAY)  # back off before reconnecting
+        except sa.exc.DBAPIError as exc:
+            if not _transient(exc):
+                raise
+            log.warning("lost PostgreSQL while following the feed (%s); retrying", exc)
+            await asyncio.sleep(RECONNECT_DELAY)
+
+
+def _transient(exc: sa.exc.DBAPIError) -> bool:
+    """A dropped or refused connection is worth retrying; a bug in our SQL is not."""
+    return exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+
+
+async def _pump(pubsub: aioredis.client.PubSub, channels: Channels, hub: Hub,
+                sequencer: Sequencer, poll_interval: float) -> None:
+    feed, wake = channels.feed.encode(), channels.wake.encode()
+    while True:
+        message = await pubsub.get_message(timeout=poll_interval)
+        if message is None:
+            await hub.catch_up()  # a quiet feed may hide a lost message: check the head
+            continue
+        channel = message["channel"]
+        if channel == feed:
+            await hub.on_batch(decode_batch(message["data"]))
+        elif channel == wake:
+            sequencer.wake()
+
+
+async def wake_sequencer(redis: aioredis.Redis, channels: Channels) -> None:
+    with contextlib.suppress(aioredis.RedisError):
+        # Losing a wake-up only costs latency: the sequencer also polls.
+        await redis.publish(channels.wake, b"")

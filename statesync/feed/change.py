@@ -1,0 +1,81 @@
+"""A committed change as the feed carries it: the value, its wire form, its row form."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+META_DATETIMES = ("created_at", "updated_at", "expires_at")
+
+
+def document_from_json(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """JSON keeps datetimes as strings; the meta fields are datetimes in memory."""
+    if doc is None:
+        return None
+    out = dict(doc)
+    for key in META_DATETIMES:
+        value = out.get(key)
+        if isinstance(value, str):
+            out[key] = datetime.fromisoformat(value)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    cursor: int
+    seq: int
+    model: str
+    doc_id: str
+    op: str
+    version: int
+    document: dict[str, Any] | None
+    previous: dict[str, Any] | None
+    changed_fields: tuple[str, ...]
+    mutation_id: str | None
+    committed_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Change:
+        return cls(
+            cursor=row.cursor, seq=row.seq, model=row.model, doc_id=row.doc_id, op=row.op,
+            version=row.version, document=document_from_json(row.document),
+            previous=document_from_json(row.previous),
+            changed_fields=tuple(row.changed_fields), mutation_id=row.mutation_id,
+            committed_at=row.committed_at,
+        )
+
+    def before(self) -> dict[str, Any] | None:
+        """The document as it was before this change (None if it did not exist)."""
+        if self.op == "CREATED":
+            return None
+        if self.document is None:  # deleted or expired: previous is the whole old document
+            return self.previous
+        return {**self.document, **(self.previous or {}), "version": self.version - 1}
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "c": self.cursor, "s": self.seq, "m": self.model, "i": self.doc_id, "o": self.op,
+            "v": self.version, "d": self.document, "p": self.previous,
+            "f": self.changed_fields, "u": self.mutation_id, "t": self.committed_at,
+        }
+
+    @classmethod
+    def from_wire(cls, w: Mapping[str, Any]) -> Change:
+        return cls(
+            cursor=w["c"], seq=w["s"], model=w["m"], doc_id=w["i"], op=w["o"], version=w["v"],
+            document=document_from_json(w["d"]), previous=document_from_json(w["p"]),
+            changed_fields=tuple(w["f"]), mutation_id=w["u"],
+            committed_at=datetime.fromisoformat(w["t"]),
+        )
+
+
+def encode_batch(changes: Sequence[Change]) -> bytes:
+    return orjson.dumps([c.to_wire() for c in changes])
+
+
+def decode_batch(payload: bytes | str) -> list[Change]:
+    return [Change.from_wire(w) for w in orjson.loads(payload)]

@@ -1,0 +1,128 @@
+"""The per-process fan-out: one feed in, every local subscription out, in cursor order.
+
+Redis pub/sub is fire-and-forget, so the hub trusts nothing it is sent: cursors
+are dense, and any gap (a lost message, a Redis reconnect, a sequencer that died
+between commit and publish) is refilled from the changelog before delivery. A
+periodic check of the feed head catches a gap that no later message reveals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from statesync.feed.change import Change
+from statesync.feed.subscriber import Subscriber
+from statesync.filters import FieldKind, Filter
+from statesync.store import statements as q
+
+log = logging.getLogger(__name__)
+
+REFILL_PAGE = 1000
+
+
+class SeqWatch:
+    """Waits for a set of changes (by ``seq``) to be delivered, recording their cursors."""
+
+    def __init__(self, seqs: set[int]) -> None:
+        self.remaining = seqs
+        self.cursors: dict[int, int] = {}
+        self.done = asyncio.Event()
+        if not seqs:
+            self.done.set()
+
+    def mark(self, seq: int, cursor: int) -> None:
+        if seq in self.remaining:
+            self.remaining.discard(seq)
+            self.cursors[seq] = cursor
+            if not self.remaining:
+                self.done.set()
+
+
+class Hub:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._lock = asyncio.Lock()
+        self._by_document: dict[tuple[str, str], set[Subscriber]] = defaultdict(set)
+        self._by_model: dict[str, set[Subscriber]] = defaultdict(set)
+        self.last: int | None = None  # the last cursor delivered; None until started
+        self.ready = asyncio.Event()
+        self._watches: set[SeqWatch] = set()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(map(len, self._by_document.values())) + sum(map(len, self._by_model.values()))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, model: str, doc_id: str | None, where: Filter | None,
+                        kinds: Mapping[str, FieldKind], maxsize: int) -> AsyncIterator[Subscriber]:
+        subscriber = Subscriber(model, doc_id, where, kinds, maxsize)
+        indexes: dict[Any, set[Subscriber]] = self._by_document if doc_id is not None else self._by_model
+        key = (model, doc_id) if doc_id is not None else model
+        indexes[key].add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            remaining = indexes[key]
+            remaining.discard(subscriber)
+            if not remaining:
+                del indexes[key]  # or every document ever watched keeps an entry
+
+    async def catch_up(self) -> None:
+        """Deliver everything up to the feed head; starts the hub on first call."""
+        async with self._engine.connect() as connection:
+            head = (await connection.execute(q.feed_head_cursor())).scalar_one()
+        async with self._lock:
+            if self.last is None:
+                self.last = head  # subscribed before reading the head, so nothing falls between
+                self.ready.set()
+            elif head > self.last:
+                await self._refill(head)
+
+    async def on_batch(self, batch: list[Change]) -> None:
+        async with self._lock:
+            if self.last is None:
+                return  # not started: catch_up will read a head that covers these
+            for change in batch:
+                if change.cursor <= self.last:
+                    continue
+                if change.cursor > self.last + 1:
+                    await self._refill(change.cursor - 1)
+                self._dispatch(change)
+
+    async def _refill(self, upto: int) -> None:
+        assert self.last is not None
+        log.info("refilling feed %d..%d from the changelog", self.last + 1, upto)
+        async with self._engine.connect() as connection:
+            while self.last < upto:
+                rows = (await connection.execute(
+                    q.changes_between(self.last, upto, limit=REFILL_PAGE))).all()
+                if not rows:
+                    raise RuntimeError(f"changelog has no cursor after {self.last} up to {upto}")
+                for row in rows:
+                    self._dispatch(Change.from_row(row))
+
+    @contextlib.contextmanager
+    def watch(self, seqs: set[int]) -> Iterator[SeqWatch]:
+        """Learn the cursors of the changes ``seqs`` as the hub delivers them."""
+        watch = SeqWatch(set(seqs))
+        self._watches.add(watch)
+        try:
+            yield watch
+        finally:
+            self._watches.discard(watch)
+
+    def _dispatch(self, change: Change) -> None:
+        for watch in self._watches:
+            watch.mark(change.seq, change.cursor)
+        for subscriber in self._by_document.get((change.model, change.doc_id), ()):
+            subscriber.offer(change)
+        for subscriber in self._by_model.get(change.model, ()):
+            subscriber.offer(change)
+        self.last = change.cursor

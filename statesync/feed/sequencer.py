@@ -1,0 +1,111 @@
+"""The sequencer: gives every committed change its cursor, in commit order, then publishes it.
+
+Commit order is not insertion order (``seq``), so cursors are not assigned at
+insert. Exactly one sequencer is active (a Postgres advisory lock held on its own
+connection, through which it also writes, so losing the connection loses the
+role); every API process runs one, and the others wait as hot standbys. It takes
+the committed rows that have no cursor yet, in ``seq`` order, and numbers them
+densely after the head. Anything that commits later is numbered later, so a
+reader that tails ``cursor > last`` can never skip a row, and a gap in the
+numbers means a missed message, never a missing change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from statesync.feed.change import Change, encode_batch
+from statesync.feed.channels import Channels
+from statesync.store import statements as q
+
+log = logging.getLogger(__name__)
+
+SEQUENCER_LOCK_KEY = 0x5157_A7E5  # an arbitrary constant, shared by every statesync process
+BATCH_SIZE = 500
+PUBLISH_CHUNK = 100
+RETRY_DELAY = 1.0
+
+
+class Sequencer:
+    def __init__(self, engine: AsyncEngine, redis: aioredis.Redis, channels: Channels,
+                 poll_interval: float) -> None:
+        self._engine = engine
+        self._redis = redis
+        self._channels = channels
+        self._poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self.active = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Contend for the role forever; errors release it and we contend again."""
+        while True:
+            try:
+                async with self._engine.connect() as connection:
+                    try:
+                        await self._acquire(connection)
+                        self.active = True
+                        log.info("sequencer active")
+                        await self._sequence_forever(connection)
+                    finally:
+                        self.active = False
+                        # The advisory lock belongs to the session, not to this checkout: back
+                        # in the pool, the connection would hold it forever and no sequencer
+                        # (ours included) could take the role again. Close it instead.
+                        await connection.invalidate()
+            except (sa.exc.DBAPIError, sa.exc.InterfaceError, OSError, aioredis.RedisError) as exc:
+                log.warning("sequencer lost its connection (%s); retrying", exc)
+                await asyncio.sleep(RETRY_DELAY)  # back off before reconnecting to a sick server
+
+    async def _acquire(self, connection: AsyncConnection) -> None:
+        while True:
+            async with connection.begin():
+                acquired = (await connection.execute(
+                    sa.select(sa.func.pg_try_advisory_lock(SEQUENCER_LOCK_KEY))
+                )).scalar_one()
+            if acquired:
+                return
+            # A standby: poll for the lock; Postgres has no "wait for this lock with timeout".
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RETRY_DELAY)
+            self._wake.clear()
+
+    async def _sequence_forever(self, connection: AsyncConnection) -> None:
+        while True:
+            while await self.sequence_batch(connection) == BATCH_SIZE:
+                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            self._wake.clear()
+
+    async def sequence_batch(self, connection: AsyncConnection) -> int:
+        async with connection.begin():
+            head = (await connection.execute(q.feed_head_cursor(for_update=True))).scalar_one()
+            rows = (await connection.execute(q.unsequenced(BATCH_SIZE))).all()
+            if not rows:
+                return 0
+            cursors = list(range(head + 1, head + 1 + len(rows)))
+            await connection.execute(q.assign_cursors([r.seq for r in rows], cursors))
+            await connection.execute(q.advance_head(cursors[-1]))
+            # One NOTIFY per batch, not per commit: it wakes the relay for these changes'
+            # events without putting NOTIFY's commit-time lock on the write path.
+            await connection.execute(q.notify_relay())
+        batch = [dataclasses.replace(Change.from_row(row), cursor=c)
+                 for row, c in zip(rows, cursors, strict=True)]
+        await self._publish(batch)  # after commit: never announce what could still roll back
+        return len(rows)
+
+    async def _publish(self, batch: list[Change]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for start in range(0, len(batch), PUBLISH_CHUNK):
+                pipe.publish(self._channels.feed, encode_batch(batch[start : start + PUBLISH_CHUNK]))
+            await pipe.execute()

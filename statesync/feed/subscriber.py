@@ -1,0 +1,90 @@
+"""One subscription's mailbox: a bounded queue with an overflow policy.
+
+A slow subscriber must never stall the others: the hub only ever ``offer``s,
+which never blocks. When the queue is full the subscriber is marked overflowed,
+its backlog dropped, and its reader is told to resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from statesync.feed.change import Change
+from statesync.filters import FieldKind, Filter, matches
+
+
+class Overflowed(Exception):
+    """The subscriber fell more than its queue size behind."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A change as one subscription sees it. ``op`` may differ from the change's:
+    a document that stops matching a collection's filter is ``REMOVED`` for it."""
+
+    op: str
+    change: Change
+
+
+def classify(change: Change, where: Filter | None, kinds: Mapping[str, FieldKind]) -> str | None:
+    """What ``change`` means to a collection filtered by ``where`` (None: nothing)."""
+    after = change.document
+    before = change.before()
+    now_in = after is not None and matches(where, after, kinds)
+    was_in = before is not None and matches(where, before, kinds)
+    if now_in:
+        return change.op
+    if was_in:
+        return change.op if change.op in ("DELETED", "EXPIRED") else "REMOVED"
+    return None
+
+
+class Subscriber:
+    def __init__(self, model: str, doc_id: str | None, where: Filter | None,
+                 kinds: Mapping[str, FieldKind], maxsize: int) -> None:
+        self.model = model
+        self.doc_id = doc_id
+        self.where = where
+        self.kinds = kinds
+        self._maxsize = maxsize
+        self._queue: deque[Delivery] = deque()
+        self._ready = asyncio.Event()
+        self.overflowed = False
+
+    def offer(self, change: Change) -> None:
+        if self.overflowed:
+            return
+        op = change.op if self.doc_id is not None else classify(change, self.where, self.kinds)
+        if op is None:
+            return
+        if len(self._queue) >= self._maxsize:
+            self.overflowed = True
+            self._queue.clear()
+        else:
+            self._queue.append(Delivery(op, change))
+        self._ready.set()
+
+    async def get(self) -> Delivery:
+        while not self._queue:
+            if self.overflowed:
+                raise Overflowed
+            self._ready.clear()
+            await self._ready.wait()
+        return self._queue.popleft()
+
+    def requeue(self, deliveries: list[Delivery]) -> None:
+        """Put back, in front, what :meth:`pending` took but the reader does not want yet."""
+        self._queue.extendleft(reversed(deliveries))
+        if self._queue:
+            self._ready.set()
+
+    def pending(self) -> list[Delivery]:
+        """Take what is queued now without waiting."""
+        if self.overflowed:
+            raise Overflowed
+        items = list(self._queue)
+        self._queue.clear()
+        return items

@@ -1,0 +1,62 @@
+"""Loading the deployment's models from a folder or file, never from site-packages.
+
+``schema`` is a common top-level name (PyPI has a ``schema`` package), so the
+files are imported under a private package name and cannot shadow anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from statesync.handlers import Handler, handler_of
+from statesync.models import ModelSpec, is_model
+
+PACKAGE = "statesync_deployment"
+
+
+def _import(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _modules(path: Path, kind: str, setting: str) -> list[ModuleType]:
+    path = path.resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"{kind} path {path} does not exist ({setting})")
+    files = sorted(path.glob("*.py")) if path.is_dir() else [path]
+    return [_import(file, f"{PACKAGE}.{kind}.{file.stem}") for file in files
+            if not file.name.startswith("_")]
+
+
+def load_handlers(path: Path) -> list[Handler]:
+    """Every ``@handler`` function in the ``.py`` files at ``path``; none if it does not exist."""
+    if not path.exists():
+        return []
+    found = []
+    for module in _modules(path, "workers", "STATESYNC_WORKERS_PATH"):
+        for obj in vars(module).values():
+            spec = handler_of(obj)
+            if spec is not None and getattr(obj, "__module__", None) == module.__name__:
+                found.append(spec)
+    return sorted(found, key=lambda h: h.name)
+
+
+def load_models(path: Path) -> list[ModelSpec]:
+    """Every ``@model`` class defined in the ``.py`` files at ``path``, in name order."""
+    found: dict[str, ModelSpec] = {}
+    for module in _modules(path, "schema", "STATESYNC_SCHEMA_PATH"):
+        for obj in vars(module).values():
+            if is_model(obj) and obj.__module__ == module.__name__:
+                spec = ModelSpec.of(obj)
+                if spec.name in found:
+                    raise TypeError(f"model {spec.name} is declared twice")
+                found[spec.name] = spec
+    return [found[name] for name in sorted(found)]

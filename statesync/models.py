@@ -1,0 +1,277 @@
+"""Declaring models: ``@model`` documents, ``@value`` embedded objects, ``field()`` options.
+
+Declarations only mark classes; :func:`statesync.loader.load_models` collects them,
+and :class:`ModelSpec` turns a class into the type tree from which the GraphQL API
+(``statesync.api.types``) and validation (``statesync.validation``) are generated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar, overload
+
+import pydantic
+
+from statesync.filters import FieldKind
+
+T = TypeVar("T")
+
+META_FIELDS = ("id", "version", "created_at", "updated_at", "expires_at")
+_MARK = "__statesync__"
+_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+
+ConflictPolicy = Literal["reject"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOptions:
+    ttl: timedelta | None
+    conflicts: ConflictPolicy
+    plural: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ValueOptions:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldOptions:
+    clients_may_write: bool = True
+    description: str | None = None
+
+
+def field(
+    *,
+    default: Any = dataclasses.MISSING,
+    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    clients_may_write: bool = True,
+    description: str | None = None,
+) -> Any:
+    """A model field with options; ``clients_may_write=False`` keeps it out of client inputs."""
+    options = FieldOptions(clients_may_write=clients_may_write, description=description)
+    return dataclasses.field(
+        default=default, default_factory=default_factory, metadata={"statesync": options}
+    )
+
+
+def _declare(cls: type[T]) -> type[T]:
+    decorated = dataclasses.dataclass(kw_only=True)(cls)
+    # Unknown keys are an error, not silently dropped data.
+    decorated.__pydantic_config__ = pydantic.ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+    return decorated
+
+
+@overload
+def model(cls: type[T], /) -> type[T]: ...
+@overload
+def model(
+    *, ttl: timedelta | None = None, conflicts: ConflictPolicy = "reject", plural: str | None = None
+) -> Callable[[type[T]], type[T]]: ...
+def model(
+    cls: type[T] | None = None,
+    /,
+    *,
+    ttl: timedelta | None = None,
+    conflicts: ConflictPolicy = "reject",
+    plural: str | None = None,
+) -> type[T] | Callable[[type[T]], type[T]]:
+    """Declare a state document type. Its GraphQL queries, mutations and subscriptions are generated."""
+
+    def mark(target: type[T]) -> type[T]:
+        decorated = _declare(target)
+        setattr(decorated, _MARK, ModelOptions(ttl=ttl, conflicts=conflicts, plural=plural))
+        return decorated
+
+    return mark(cls) if cls is not None else mark
+
+
+def value(cls: type[T]) -> type[T]:
+    """Declare an object embedded in documents (a line item, an address): no id, no version."""
+    decorated = _declare(cls)
+    setattr(decorated, _MARK, ValueOptions())
+    return decorated
+
+
+def is_model(obj: object) -> bool:
+    return isinstance(obj, type) and isinstance(obj.__dict__.get(_MARK), ModelOptions)
+
+
+# ---- the type tree ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scalar:
+    kind: FieldKind
+    py: type
+
+
+@dataclass(frozen=True, slots=True)
+class EnumRef:
+    cls: type[enum.Enum]
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRef:
+    cls: type
+    fields: tuple[FieldSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListOf:
+    item: TypeRef
+
+
+@dataclass(frozen=True, slots=True)
+class JsonRef:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TypeRef:
+    shape: Scalar | EnumRef | ValueRef | ListOf | JsonRef
+    nullable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    name: str
+    type: TypeRef
+    has_default: bool
+    clients_may_write: bool
+    description: str | None
+
+    @property
+    def required(self) -> bool:
+        """Required in a create input: no default and not nullable."""
+        return not self.has_default and not self.type.nullable
+
+    @property
+    def filter_kind(self) -> FieldKind | None:
+        return filter_kind_of(self.type)
+
+
+_SCALARS: dict[type, FieldKind] = {
+    str: FieldKind.STRING,
+    int: FieldKind.INT,
+    float: FieldKind.FLOAT,
+    bool: FieldKind.BOOL,
+    datetime: FieldKind.DATETIME,
+}
+_LIST_KINDS = {FieldKind.STRING: FieldKind.STRING_LIST, FieldKind.INT: FieldKind.INT_LIST}
+
+
+def filter_kind_of(ref: TypeRef) -> FieldKind | None:
+    shape = ref.shape
+    if isinstance(shape, Scalar):
+        return shape.kind
+    if isinstance(shape, EnumRef):
+        return FieldKind.ENUM
+    if isinstance(shape, ListOf) and isinstance(shape.item.shape, Scalar):
+        return _LIST_KINDS.get(shape.item.shape.kind)
+    return None
+
+
+def type_ref(annotation: Any, where: str) -> TypeRef:
+    """Translate a Python annotation into the type tree, or say plainly what is unsupported."""
+    nullable = False
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) != 1:
+            raise TypeError(f"{where}: only `X | None` unions are supported, got {annotation!r}")
+        nullable, annotation = True, members[0]
+        origin = typing.get_origin(annotation)
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return TypeRef(ListOf(type_ref(item, where)), nullable)
+    if annotation in _SCALARS:
+        return TypeRef(Scalar(_SCALARS[annotation], annotation), nullable)
+    if annotation is dict or origin is dict or annotation is Any:
+        return TypeRef(JsonRef(), nullable)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return TypeRef(EnumRef(annotation), nullable)
+    if isinstance(annotation, type) and isinstance(annotation.__dict__.get(_MARK), ValueOptions):
+        return TypeRef(ValueRef(annotation, fields_of(annotation)), nullable)
+    raise TypeError(
+        f"{where}: unsupported type {annotation!r}; use str, int, float, bool, datetime, an Enum, "
+        "dict, a @statesync.value class, list[...] of those, or `X | None`"
+    )
+
+
+def fields_of(cls: type) -> tuple[FieldSpec, ...]:
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        options = f.metadata.get("statesync", FieldOptions())
+        has_default = (
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        )
+        ref = type_ref(hints[f.name], f"{cls.__name__}.{f.name}")
+        specs.append(FieldSpec(f.name, ref, has_default, options.clients_may_write, options.description))
+    return tuple(specs)
+
+
+def _pluralize(name: str) -> str:
+    if name.endswith("y") and name[-2:-1] not in "aeiou":
+        return name[:-1] + "ies"
+    if name.endswith(("s", "x", "z", "ch", "sh")):
+        return name + "es"
+    return name + "s"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Everything statesync derives from one ``@model`` class."""
+
+    name: str
+    cls: type
+    fields: tuple[FieldSpec, ...]
+    options: ModelOptions
+
+    @classmethod
+    def of(cls, model_cls: type) -> ModelSpec:
+        options = model_cls.__dict__[_MARK]
+        name = model_cls.__name__
+        if not _NAME.match(name):
+            raise TypeError(f"model name {name!r} must be PascalCase ASCII")
+        specs = fields_of(model_cls)
+        for f in specs:
+            if f.name in META_FIELDS:
+                raise TypeError(f"{name}.{f.name}: {f.name!r} is a reserved document field")
+        return cls(name=name, cls=model_cls, fields=specs, options=options)
+
+    @property
+    def singular(self) -> str:
+        return self.name[0].lower() + self.name[1:]
+
+    @property
+    def plural(self) -> str:
+        return self.options.plural or _pluralize(self.singular)
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def filter_kinds(self) -> dict[str, FieldKind]:
+        kinds = {
+            "id": FieldKind.ID,
+            "version": FieldKind.INT,
+            "created_at": FieldKind.DATETIME,
+            "updated_at": FieldKind.DATETIME,
+            "expires_at": FieldKind.DATETIME,
+        }
+        for f in self.fields:
+            kind = f.filter_kind
+            if kind is not None:
+                kinds[f.name] = kind
+        return kinds

@@ -1,0 +1,176 @@
+"""The outbox relay: turns committed events into Celery tasks, reliably.
+
+Exactly one relay is active: it holds a Postgres advisory lock on its own
+connection (checked alive every loop; lose it and the role is gone). Standbys
+poll for the lock and take over when the active one dies. Each loop:
+
+1. fan out: events not yet relayed become one delivery per matching handler;
+2. recover: deliveries whose lease expired (a worker was killed, lost or stuck)
+   go back to ``retrying``, or to ``dead`` when out of attempts;
+3. dispatch: due deliveries (for ordered handlers, only the oldest unfinished
+   one per document) are sent to the broker, then marked ``dispatched`` in the
+   same transaction that locked them (FOR UPDATE SKIP LOCKED), so two relays
+   never send the same row at once, and a relay dying mid-send only causes a
+   resend, which the delivery row makes harmless.
+
+LISTEN/NOTIFY wakes it (the sequencer notifies once per batch; workers after
+each attempt); it also polls, because a notification can be lost. Broker calls
+run in a thread: they never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from celery import Celery
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from statesync.celery_app import DELIVER
+from statesync.config import Settings, libpq_url
+from statesync.handlers import Handlers
+from statesync.store import statements as q
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK_KEY = 0x5157_0E1A
+BATCH = 200
+RETRY_DELAY = 1.0
+
+
+class Relay:
+    def __init__(self, engine: AsyncEngine, database_url: str, celery: Celery, handlers: Handlers,
+                 *, poll_interval: float, handler_timeout: float) -> None:
+        self._engine = engine
+        self._database_url = libpq_url(database_url)
+        self._celery = celery
+        self._handlers = handlers
+        self._poll_interval = poll_interval
+        self._lease = timedelta(seconds=handler_timeout)
+        self._wake = asyncio.Event()
+        self.active = False
+        self.sent = 0  # deliveries dispatched by this process, for /healthz and benchmarks
+
+    async def run(self) -> None:
+        while True:
+            try:
+                lock = await asyncpg.connect(self._database_url)
+                try:
+                    await self._acquire(lock)
+                    await lock.add_listener(q.OUTBOX_CHANNEL, self._on_notify)
+                    self.active = True
+                    log.info("relay active")
+                    await self._relay_forever(lock)
+                finally:
+                    self.active = False
+                    with contextlib.suppress(Exception):
+                        await lock.close()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("relay lost PostgreSQL (%s); retrying", exc)
+                await asyncio.sleep(RETRY_DELAY)  # back off before reconnecting
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _acquire(self, lock: asyncpg.Connection) -> None:
+        while True:
+            if await lock.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+                return
+            # A standby: Postgres has no "wait for this lock with a timeout", so poll.
+            await asyncio.sleep(RETRY_DELAY)
+
+    async def _relay_forever(self, lock: asyncpg.Connection) -> None:
+        while True:
+            self._wake.clear()
+            while await self.pump():
+                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await lock.fetchval("SELECT 1")  # still holding the role? (raises when the link died)
+
+    async def pump(self) -> int:
+        """One round of work; returns how much was done (0: nothing to do now)."""
+        return await self._fan_out() + await self._recover() + await self._dispatch()
+
+    async def _fan_out(self) -> int:
+        now = datetime.now(UTC)
+        async with self._engine.begin() as connection:
+            events = (await connection.execute(q.unrelayed_events(BATCH))).all()
+            if not events:
+                return 0
+            rows = [self._delivery(e, h.name, h.max_attempts, h.ordered, now)
+                    for e in events for h in self._handlers.matching(e.type)]
+            if rows:
+                await connection.execute(q.insert_deliveries(rows))
+            await connection.execute(q.mark_relayed([e.id for e in events], now))
+        return len(events)
+
+    @staticmethod
+    def _delivery(event: Any, handler: str, max_attempts: int, ordered: bool,
+                  now: datetime) -> dict[str, Any]:
+        key = f"{handler}|{event.model or ''}|{event.key or ''}" if ordered else None
+        return {"event_id": event.id, "handler": handler, "status": "pending", "attempts": 0,
+                "max_attempts": max_attempts, "ordering_key": key, "event_seq": event.seq,
+                "next_attempt_at": now, "created_at": now, "updated_at": now}
+
+    async def _recover(self) -> int:
+        now = datetime.now(UTC)
+        async with self._engine.begin() as connection:
+            stale = (await connection.execute(q.expired_leases(now, BATCH))).all()
+            for row in stale:
+                out_of_attempts = row.status == "running" and row.attempts >= row.max_attempts
+                status = "dead" if out_of_attempts else "retrying"
+                error = f"no word from the worker for {self._lease} (lost or killed)"
+                await connection.execute(q.set_delivery(
+                    row.event_id, row.handler, updated_at=now, lease_expires_at=None,
+                    status=status, next_attempt_at=now,
+                    finished_at=now if out_of_attempts else None, last_error=error))
+                if row.status == "running":  # its attempt will never report: close it here
+                    await connection.execute(q.abandon_attempt(row.event_id, row.handler, now,
+                                                               status, error))
+        return len(stale)
+
+    async def _dispatch(self) -> int:
+        now = datetime.now(UTC)
+        async with self._engine.begin() as connection:
+            due = (await connection.execute(q.due_deliveries(now, BATCH))).all()
+            if not due:
+                return 0
+            pairs = [(str(d.event_id), d.handler) for d in due]
+            await asyncio.to_thread(self._send, pairs)
+            await connection.execute(q.mark_dispatched(pairs, now, now + self._lease))
+        self.sent += len(pairs)
+        return len(pairs)
+
+    def _send(self, pairs: Sequence[tuple[str, str]]) -> None:
+        with self._celery.producer_or_acquire() as producer:
+            for event_id, handler in pairs:
+                self._celery.send_task(DELIVER, args=[event_id, handler], producer=producer)
+
+
+def build_relay(settings: Settings, engine: AsyncEngine) -> Relay:
+    from statesync.celery_app import create_celery
+    from statesync.loader import load_handlers
+
+    return Relay(engine, settings.database_url or "", create_celery(settings),
+                 Handlers.of(load_handlers(settings.workers_path)),
+                 poll_interval=settings.relay_poll_interval,
+                 handler_timeout=settings.handler_timeout)
+
+
+async def run_relay(settings: Settings) -> None:
+    """`statesync relay`: the relay alone, until interrupted."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from statesync.config import asyncpg_url
+
+    engine = create_async_engine(asyncpg_url(settings.database_url or ""), pool_size=4)
+    try:
+        await build_relay(settings, engine).run()
+    finally:
+        await engine.dispose()

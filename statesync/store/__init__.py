@@ -1,0 +1,1 @@
+"""PostgreSQL storage: table definitions, statements, and the commit runner."""

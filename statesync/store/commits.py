@@ -1,0 +1,217 @@
+"""The one write path: every mutation, backend commit and handler result goes through here.
+
+:func:`commit_steps` is the whole procedure as a generator that yields statements
+and receives their results, so the async API (:func:`run_async`) and the sync
+workers run exactly the same logic inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from statesync import documents as docs
+from statesync.errors import BadInput, MutationIdReused
+from statesync.feed.change import document_from_json
+from statesync.models import ModelSpec
+from statesync.store import statements as q
+from statesync.validation import Validator
+
+Steps = Generator[sa.Executable, Any, "CommitResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    op: str
+    id: str
+    version: int
+    document: dict[str, Any] | None  # after the change; the last document for a delete
+    changed_fields: tuple[str, ...]
+    event_ids: tuple[str, ...]
+    replayed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.op, "id": self.id, "version": self.version, "document": self.document,
+                "changed_fields": self.changed_fields, "event_ids": self.event_ids}
+
+    @classmethod
+    def replay(cls, stored: Mapping[str, Any]) -> CommitResult:
+        return cls(op=stored["op"], id=stored["id"], version=stored["version"],
+                   document=document_from_json(stored["document"]),
+                   changed_fields=tuple(stored["changed_fields"]),
+                   event_ids=tuple(stored["event_ids"]), replayed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A model as the write path needs it."""
+
+    spec: ModelSpec
+    validator: Validator
+
+
+def _stored(row: Any) -> docs.Stored | None:
+    if row is None:
+        return None
+    return docs.Stored(id=row.id, version=row.version, data=row.data, created_at=row.created_at,
+                       updated_at=row.updated_at, expires_at=row.expires_at, deleted=row.deleted)
+
+
+def _jsonable(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value))
+
+
+def _claim(mutation_id: str, fingerprint: str, now: datetime
+           ) -> Generator[sa.Executable, Any, Any | None]:
+    """Take ``mutation_id`` for this request, or return the stored result of its first run.
+
+    The claim blocks while another transaction holds the same id, so concurrent retries
+    serialize; the same id with another request is MUTATION_ID_REUSED.
+    """
+    claimed = (yield q.claim_mutation_id(mutation_id, fingerprint, now)).first()
+    if claimed is not None:
+        return None
+    stored = (yield q.read_mutation(mutation_id)).one()
+    if stored.request_hash != fingerprint:
+        raise MutationIdReused(
+            f"mutationId {mutation_id!r} was already used for another request",
+            mutationId=mutation_id,
+        )
+    return stored.result
+
+
+def commit_steps(
+    models: Mapping[str, Model],
+    write: docs.Write,
+    *,
+    mutation_id: str | None = None,
+    caused_by: str | None = None,
+    max_document_bytes: int,
+    now: datetime | None = None,
+) -> Steps:
+    model = models.get(write.model)
+    if model is None:
+        raise BadInput(f"unknown model {write.model!r}", model=write.model)
+    now = now or datetime.now(UTC)
+    if mutation_id is not None:
+        stored = yield from _claim(mutation_id, docs.request_hash(write), now)
+        if stored is not None:
+            return CommitResult.replay(stored)
+
+    doc_id = write.id if not isinstance(write, docs.Create) else write.id or str(uuid.uuid4())
+    current = _stored((yield q.lock_document(write.model, doc_id)).first())
+    planned = _plan(model, write, doc_id, current, now, max_document_bytes)
+    inserted = None if current is not None else (
+        yield q.insert_document(write.model, {"id": doc_id, **_row(planned)})).first()
+    if current is None and inserted is None:
+        # A concurrent create of the same id committed first: decide again against it.
+        current = _stored((yield q.lock_document(write.model, doc_id)).first())
+        planned = _plan(model, write, doc_id, current, now, max_document_bytes)
+    if current is not None:
+        yield q.update_document(write.model, doc_id,
+                                {**_row(planned), "deleted": planned.op in docs.GONE})
+
+    document = _jsonable(planned.document)
+    seq = (yield q.insert_change({
+        "model": write.model, "doc_id": doc_id, "op": planned.op, "version": planned.version,
+        "document": document, "previous": _jsonable(planned.previous),
+        "changed_fields": list(planned.changed_fields), "mutation_id": mutation_id,
+        "committed_at": now, "caused_by": caused_by,
+    })).scalar_one()
+    event_id = str(uuid.uuid4())
+    yield q.insert_event({
+        "id": event_id, "type": event_type(write.model, planned.op), "model": write.model,
+        "doc_id": doc_id, "key": doc_id, "version": planned.version, "change_seq": seq,
+        "created_at": now, "caused_by": caused_by,
+        "payload": {"document": document, "previous": _jsonable(planned.previous),
+                    "changedFields": list(planned.changed_fields), "mutationId": mutation_id},
+    })
+    result = CommitResult(
+        op=planned.op, id=doc_id, version=planned.version,
+        document=planned.previous if planned.op in docs.GONE else planned.document,
+        changed_fields=planned.changed_fields, event_ids=(event_id,),
+    )
+    if mutation_id is not None:
+        yield q.record_mutation_result(mutation_id, _jsonable(result.to_json()))
+    return result
+
+
+def event_type(model: str, op: str) -> str:
+    """``Order.created`` for a CREATED change of an Order."""
+    return f"{model}.{op.lower()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    event_id: str
+    replayed: bool = False
+
+
+def emit_steps(event_type_name: str, key: str | None, payload: Mapping[str, Any], *,
+               mutation_id: str | None = None, caused_by: str | None = None,
+               now: datetime | None = None) -> Generator[sa.Executable, Any, Emitted]:
+    """A custom event: an outbox row only, idempotent on ``mutation_id``."""
+    if "." not in event_type_name or event_type_name.startswith(".") or event_type_name.endswith("."):
+        raise BadInput(f"event type {event_type_name!r} must look like Domain.action", field="type")
+    now = now or datetime.now(UTC)
+    if mutation_id is not None:
+        fingerprint = docs.fingerprint(["emit", event_type_name, key, payload])
+        stored = yield from _claim(mutation_id, fingerprint, now)
+        if stored is not None:
+            return Emitted(stored["event_id"], replayed=True)
+    event_id = str(uuid.uuid4())
+    yield q.insert_event({"id": event_id, "type": event_type_name, "key": key,
+                          "payload": _jsonable(dict(payload)), "created_at": now,
+                          "caused_by": caused_by})
+    if mutation_id is not None:
+        yield q.record_mutation_result(mutation_id, {"event_id": event_id})
+    return Emitted(event_id)
+
+
+def _row(planned: docs.Planned) -> dict[str, Any]:
+    return {"version": planned.version, "data": planned.data, "created_at": planned.created_at,
+            "updated_at": planned.updated_at, "expires_at": planned.expires_at}
+
+
+def _plan(model: Model, write: docs.Write, doc_id: str, current: docs.Stored | None,
+          now: datetime, max_bytes: int) -> docs.Planned:
+    if isinstance(write, docs.Create):
+        return docs.plan_create(model.spec, model.validator, write, doc_id, current, now, max_bytes)
+    if isinstance(write, docs.Update):
+        return docs.plan_update(model.spec, model.validator, write, current, now, max_bytes)
+    if isinstance(write, docs.Expire):
+        return docs.plan_expire(model.spec, write, current, now)
+    return docs.plan_delete(model.spec, write, current, now)
+
+
+R = TypeVar("R")
+
+
+async def run_async(connection: AsyncConnection, steps: Generator[sa.Executable, Any, R]) -> R:
+    """Drive ``steps`` on an async connection, inside the caller's transaction."""
+    try:
+        statement = next(steps)
+        while True:
+            result = await connection.execute(statement)
+            statement = steps.send(result)
+    except StopIteration as done:
+        value: R = done.value
+        return value
+
+
+def run_sync(connection: sa.Connection, steps: Generator[sa.Executable, Any, R]) -> R:
+    """Drive ``steps`` on a sync connection (Celery workers), inside the caller's transaction."""
+    try:
+        statement = next(steps)
+        while True:
+            statement = steps.send(connection.execute(statement))
+    except StopIteration as done:
+        value: R = done.value
+        return value

@@ -1,0 +1,345 @@
+"""Every SQL statement statesync runs, built in one place (SQLAlchemy Core).
+
+Both the async API and the sync workers execute these; only the service layer
+decides where a transaction begins and ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from statesync.documents import flat_document
+from statesync.store.tables import (
+    attempts,
+    changes,
+    deliveries,
+    documents,
+    feed_head,
+    mutations,
+    outbox,
+)
+
+DOCUMENT_COLUMNS = (documents.c.id, documents.c.version, documents.c.data, documents.c.created_at,
+                    documents.c.updated_at, documents.c.expires_at, documents.c.deleted)
+CHANGE_COLUMNS = (changes.c.cursor, changes.c.seq, changes.c.model, changes.c.doc_id, changes.c.op,
+                  changes.c.version, changes.c.document, changes.c.previous,
+                  changes.c.changed_fields, changes.c.mutation_id, changes.c.committed_at)
+
+
+def document_of(row: Any) -> dict[str, Any]:
+    """A row selected with DOCUMENT_COLUMNS as the flat document clients see."""
+    return flat_document(row.id, row.version, row.data, row.created_at, row.updated_at,
+                         row.expires_at)
+
+
+def claim_mutation_id(mutation_id: str, request_hash: str, now: datetime) -> sa.Executable:
+    """Blocks while another transaction holds the same id, so concurrent retries serialize."""
+    return (
+        pg.insert(mutations)
+        .values(mutation_id=mutation_id, request_hash=request_hash, created_at=now)
+        .on_conflict_do_nothing()
+        .returning(mutations.c.mutation_id)
+    )
+
+
+def read_mutation(mutation_id: str) -> sa.Executable:
+    return sa.select(mutations.c.request_hash, mutations.c.result).where(
+        mutations.c.mutation_id == mutation_id
+    )
+
+
+def record_mutation_result(mutation_id: str, result: Any) -> sa.Executable:
+    return sa.update(mutations).where(mutations.c.mutation_id == mutation_id).values(result=result)
+
+
+def lock_document(model: str, doc_id: str) -> sa.Executable:
+    return (
+        sa.select(*DOCUMENT_COLUMNS)
+        .where(documents.c.model == model, documents.c.id == doc_id)
+        .with_for_update()
+    )
+
+
+def insert_document(model: str, values: dict[str, Any]) -> sa.Executable:
+    return (
+        pg.insert(documents)
+        .values(model=model, deleted=False, **values)
+        .on_conflict_do_nothing()
+        .returning(documents.c.id)
+    )
+
+
+def update_document(model: str, doc_id: str, values: dict[str, Any]) -> sa.Executable:
+    return sa.update(documents).where(documents.c.model == model, documents.c.id == doc_id).values(
+        **values
+    )
+
+
+def insert_change(values: dict[str, Any]) -> sa.Executable:
+    return sa.insert(changes).values(**values).returning(changes.c.seq)
+
+
+def insert_event(values: dict[str, Any]) -> sa.Executable:
+    return sa.insert(outbox).values(**values)
+
+
+def live(now: datetime | sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """Deleted and expired documents are gone from every read at once."""
+    return sa.and_(
+        documents.c.deleted.is_(False),
+        sa.or_(documents.c.expires_at.is_(None), documents.c.expires_at > now),
+    )
+
+
+def read_document(model: str, doc_id: str) -> sa.Select[Any]:
+    return sa.select(*DOCUMENT_COLUMNS).where(
+        documents.c.model == model, documents.c.id == doc_id, live(sa.func.now())
+    )
+
+
+def list_documents(model: str, where: sa.ColumnElement[bool], order: Sequence[Any],
+                   limit: int) -> sa.Select[Any]:
+    return (
+        sa.select(*DOCUMENT_COLUMNS)
+        .where(documents.c.model == model, live(sa.func.now()), where)
+        .order_by(*order)
+        .limit(limit)
+    )
+
+
+# ---- the change feed ------------------------------------------------------------------------
+
+
+def feed_head_cursor(*, for_update: bool = False) -> sa.Select[Any]:
+    stmt = sa.select(feed_head.c.cursor).where(feed_head.c.id == 1)
+    return stmt.with_for_update() if for_update else stmt
+
+
+def unsequenced(limit: int) -> sa.Select[Any]:
+    """Committed changes without a cursor yet, in insertion order.
+
+    Insertion order is per-document version order: a change to a document waits
+    for the row lock of the previous change, which commits before it inserts.
+    """
+    return (
+        sa.select(*CHANGE_COLUMNS)
+        .where(changes.c.cursor.is_(None))
+        .order_by(changes.c.seq)
+        .limit(limit)
+        .with_for_update()
+    )
+
+
+def unsequenced_seqs(model: str, doc_id: str | None) -> sa.Select[Any]:
+    stmt = sa.select(changes.c.seq).where(changes.c.cursor.is_(None), changes.c.model == model)
+    return stmt if doc_id is None else stmt.where(changes.c.doc_id == doc_id)
+
+
+def cursors_of(seqs: set[int]) -> sa.Select[Any]:
+    return sa.select(changes.c.seq, changes.c.cursor).where(
+        changes.c.seq.in_(sorted(seqs)), changes.c.cursor.is_not(None)
+    )
+
+
+def assign_cursors(seqs: Sequence[int], cursors: Sequence[int]) -> sa.Executable:
+    pairs = sa.func.unnest(
+        sa.cast(sa.bindparam("seqs", list(seqs)), pg.ARRAY(sa.BigInteger)),
+        sa.cast(sa.bindparam("cursors", list(cursors)), pg.ARRAY(sa.BigInteger)),
+    ).table_valued("seq", "cursor").render_derived(name="assigned")
+    return (
+        sa.update(changes)
+        .where(changes.c.seq == pairs.c.seq)
+        .values(cursor=pairs.c.cursor)
+    )
+
+
+def advance_head(cursor: int) -> sa.Executable:
+    return sa.update(feed_head).where(feed_head.c.id == 1).values(cursor=cursor)
+
+
+def changes_between(after: int, upto: int | None, *, model: str | None = None,
+                    doc_id: str | None = None, limit: int = 1000) -> sa.Select[Any]:
+    """Sequenced changes with ``after < cursor <= upto``, in cursor order."""
+    stmt = sa.select(*CHANGE_COLUMNS).where(changes.c.cursor > after)
+    if upto is not None:
+        stmt = stmt.where(changes.c.cursor <= upto)
+    if model is not None:
+        stmt = stmt.where(changes.c.model == model)
+    if doc_id is not None:
+        stmt = stmt.where(changes.c.doc_id == doc_id)
+    return stmt.order_by(changes.c.cursor).limit(limit)
+
+
+# ---- eventing: outbox -> deliveries -> handlers ----------------------------------------------
+
+OUTBOX_CHANNEL = "statesync_outbox"  # NOTIFY channel: a wake-up for the relay, never a queue
+FINISHED = ("succeeded", "dead")
+
+
+def notify_relay() -> sa.Executable:
+    return sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, ""))
+
+
+def unrelayed_events(limit: int) -> sa.Select[Any]:
+    return (
+        sa.select(outbox.c.id, outbox.c.type, outbox.c.seq, outbox.c.model, outbox.c.key)
+        .where(outbox.c.dispatched_at.is_(None))
+        .order_by(outbox.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def insert_deliveries(rows: Sequence[dict[str, Any]]) -> sa.Executable:
+    return pg.insert(deliveries).values(list(rows)).on_conflict_do_nothing()
+
+
+def mark_relayed(event_ids: Sequence[str], now: datetime) -> sa.Executable:
+    return sa.update(outbox).where(outbox.c.id.in_(list(event_ids))).values(dispatched_at=now)
+
+
+def due_deliveries(now: datetime, limit: int) -> sa.Select[Any]:
+    """Deliveries ready to send; for an ordered handler only the oldest unfinished one per key."""
+    earlier = deliveries.alias("earlier")
+    blocked = sa.exists().where(
+        earlier.c.ordering_key == deliveries.c.ordering_key,
+        earlier.c.event_seq < deliveries.c.event_seq,
+        earlier.c.status.not_in(FINISHED),
+    )
+    return (
+        sa.select(deliveries.c.event_id, deliveries.c.handler, deliveries.c.attempts)
+        .where(
+            deliveries.c.status.in_(("pending", "retrying")),
+            deliveries.c.next_attempt_at <= now,
+            sa.or_(deliveries.c.ordering_key.is_(None), ~blocked),
+        )
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.event_seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=deliveries)
+    )
+
+
+def _keyed(pairs: Sequence[tuple[str, str]]) -> sa.ColumnElement[bool]:
+    return sa.tuple_(deliveries.c.event_id, deliveries.c.handler).in_(list(pairs))
+
+
+def mark_dispatched(pairs: Sequence[tuple[str, str]], now: datetime,
+                    lease_until: datetime) -> sa.Executable:
+    return sa.update(deliveries).where(_keyed(pairs)).values(
+        status="dispatched", lease_expires_at=lease_until, updated_at=now)
+
+
+def expired_leases(now: datetime, limit: int) -> sa.Select[Any]:
+    """Dispatched or running deliveries whose worker went silent (killed, lost, stuck)."""
+    return (
+        sa.select(deliveries.c.event_id, deliveries.c.handler, deliveries.c.status,
+                  deliveries.c.attempts, deliveries.c.max_attempts)
+        .where(deliveries.c.status.in_(("dispatched", "running")),
+               deliveries.c.lease_expires_at < now)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def lock_delivery(event_id: str, handler: str) -> sa.Select[Any]:
+    return sa.select(deliveries).where(
+        deliveries.c.event_id == event_id, deliveries.c.handler == handler).with_for_update()
+
+
+def set_delivery(event_id: str, handler: str, **values: Any) -> sa.Executable:
+    return sa.update(deliveries).where(
+        deliveries.c.event_id == event_id, deliveries.c.handler == handler).values(**values)
+
+
+def read_event(event_id: str) -> sa.Select[Any]:
+    return sa.select(outbox).where(outbox.c.id == event_id)
+
+
+def expired_documents(now: datetime, limit: int) -> sa.Select[Any]:
+    return (
+        sa.select(documents.c.model, documents.c.id)
+        .where(documents.c.deleted.is_(False), documents.c.expires_at <= now)
+        .order_by(documents.c.expires_at)
+        .limit(limit)
+    )
+
+
+def start_attempt(event_id: str, handler: str, now: datetime) -> sa.Executable:
+    """A new history row, numbered after every earlier one of the delivery; returns its number.
+
+    Not the delivery's ``attempts``: a redelivery restarts that count, and the history must
+    keep the earlier round's rows (callers hold the delivery's row lock, so numbers are unique).
+    """
+    number = (
+        sa.select(sa.func.coalesce(sa.func.max(attempts.c.attempt), 0) + 1)
+        .where(attempts.c.event_id == event_id, attempts.c.handler == handler)
+        .scalar_subquery()
+    )
+    return (
+        pg.insert(attempts)
+        .values(event_id=event_id, handler=handler, attempt=number, started_at=now)
+        .returning(attempts.c.attempt)
+    )
+
+
+def finish_attempt(event_id: str, handler: str, attempt: int, now: datetime, outcome: str,
+                   error: str | None = None) -> sa.Executable:
+    return sa.update(attempts).where(
+        attempts.c.event_id == event_id, attempts.c.handler == handler,
+        attempts.c.attempt == attempt,
+    ).values(finished_at=now, outcome=outcome, error=error)
+
+
+def abandon_attempt(event_id: str, handler: str, now: datetime, outcome: str,
+                    error: str) -> sa.Executable:
+    """Close the open history row of a delivery whose worker went silent (killed or lost)."""
+    return sa.update(attempts).where(
+        attempts.c.event_id == event_id, attempts.c.handler == handler,
+        attempts.c.finished_at.is_(None),
+    ).values(finished_at=now, outcome=outcome, error=error)
+
+
+def redeliver(event_id: str, handler: str | None, now: datetime) -> sa.Executable:
+    """Dead (or finished) deliveries start over: attempts reset, due now."""
+    stmt = sa.update(deliveries).where(deliveries.c.event_id == event_id,
+                                       deliveries.c.status.in_(FINISHED))
+    if handler is not None:
+        stmt = stmt.where(deliveries.c.handler == handler)
+    return stmt.values(status="pending", attempts=0, next_attempt_at=now, updated_at=now,
+                       finished_at=None, lease_expires_at=None).returning(deliveries.c.handler)
+
+
+def list_events(*, event_type: str | None, key: str | None, status: str | None,
+                after_seq: int | None, limit: int) -> sa.Select[Any]:
+    stmt = sa.select(outbox).order_by(outbox.c.seq.desc()).limit(limit)
+    if event_type is not None:
+        stmt = stmt.where(outbox.c.type == event_type)
+    if key is not None:
+        stmt = stmt.where(outbox.c.key == key)
+    if after_seq is not None:
+        stmt = stmt.where(outbox.c.seq < after_seq)
+    if status is not None:
+        stmt = stmt.where(sa.exists().where(deliveries.c.event_id == outbox.c.id,
+                                            deliveries.c.status == status))
+    return stmt
+
+
+def deliveries_of(event_ids: Sequence[str]) -> sa.Select[Any]:
+    return (sa.select(deliveries).where(deliveries.c.event_id.in_(list(event_ids)))
+            .order_by(deliveries.c.handler))
+
+
+def list_deliveries(*, status: str | None, handler: str | None, limit: int) -> sa.Select[Any]:
+    stmt = (sa.select(deliveries, outbox.c.type, outbox.c.key)
+            .join(outbox, outbox.c.id == deliveries.c.event_id)
+            .order_by(deliveries.c.updated_at.desc()).limit(limit))
+    if status is not None:
+        stmt = stmt.where(deliveries.c.status == status)
+    if handler is not None:
+        stmt = stmt.where(deliveries.c.handler == handler)
+    return stmt

@@ -1,0 +1,41 @@
+"""The TTL sweep: expired documents leave in a normal commit with op EXPIRED.
+
+Reads already hide a document the moment it expires; the sweep makes it a
+change, so subscribers get an ``EXPIRED`` message and handlers an
+``<Model>.expired`` event. Each document is its own transaction, re-checked
+under its row lock, so a document updated meanwhile (a new ``expiresAt``) stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from statesync import documents as docs
+from statesync.errors import NotFound
+from statesync.store import statements as q
+from statesync.store.commits import Model, commit_steps, run_sync
+
+BATCH = 500
+
+
+def sweep_expired(engine: sa.Engine, models: Mapping[str, Model], max_document_bytes: int) -> int:
+    """Expire what is due now; returns how many documents expired."""
+    expired = 0
+    while True:
+        with engine.connect() as connection:
+            due = connection.execute(q.expired_documents(datetime.now(UTC), BATCH)).all()
+        for row in due:
+            if row.model not in models:
+                continue  # a model removed from the schema: its documents stay hidden
+            try:
+                with engine.begin() as connection:
+                    run_sync(connection, commit_steps(models, docs.Expire(row.model, row.id),
+                                                      max_document_bytes=max_document_bytes))
+                expired += 1
+            except NotFound:
+                pass  # changed since we looked: no longer expired, or already gone
+        if len(due) < BATCH:
+            return expired
