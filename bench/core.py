@@ -1,7 +1,8 @@
 """Core benchmark: committed mutations/s over HTTP, and change -> subscriber latency.
 
 Starts one `statesync serve` process (on embedded PostgreSQL and Redis unless
-STATESYNC_DATABASE_URL / STATESYNC_REDIS_URL are set), then:
+STATESYNC_DATABASE_URL / STATESYNC_REDIS_URL are set), then, through statesync.client
+(so every mutation carries a mutationId, as the client's commits always do):
 
 1. throughput: CLIENTS concurrent HTTP clients run `updateProduct` mutations for
    SECONDS; prints commits/s and request latency percentiles;
@@ -27,15 +28,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import orjson
-import websockets
+
+from statesync.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATA = ROOT / ".statesync-bench"
-UPDATE = "mutation($id: ID!, $n: Int!) { updateProduct(id: $id, patch: {priceCents: $n}) { version } }"
-CREATE = """mutation($id: ID!) { createProduct(id: $id, input: {sku: "bench", name: "bench", priceCents: 1}) {
-  version } }"""
-WATCH = "subscription($id: ID!) { product(id: $id) { op cursor version document { priceCents } } }"
+PRODUCT = {"sku": "bench", "name": "bench", "priceCents": 1}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -102,12 +100,10 @@ def api_process(database_url: str, redis_url: str) -> Iterator[str]:
 
 
 async def throughput(base: str, clients: int, seconds: float) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=30,
-                                 limits=httpx.Limits(max_connections=clients)) as http:
+    async with Client(base, timeout=30) as api:
         ids = [f"tp-{i}" for i in range(clients)]
         for doc_id in ids:
-            created = await http.post("/graphql", json={"query": CREATE, "variables": {"id": doc_id}})
-            assert "errors" not in created.json(), created.text
+            await api.create("Product", PRODUCT, id=doc_id)
         latencies: list[float] = []
         deadline = time.perf_counter() + seconds
 
@@ -116,9 +112,7 @@ async def throughput(base: str, clients: int, seconds: float) -> None:
             while time.perf_counter() < deadline:
                 n += 1
                 started = time.perf_counter()
-                response = await http.post("/graphql", json={"query": UPDATE,
-                                                             "variables": {"id": doc_id, "n": n}})
-                assert "errors" not in response.json(), response.text
+                await api.update("Product", doc_id, {"priceCents": n})
                 latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
@@ -129,49 +123,44 @@ async def throughput(base: str, clients: int, seconds: float) -> None:
           f"{percentile(latencies, 0.5) * 1e3:.1f} ms, p99 {percentile(latencies, 0.99) * 1e3:.1f} ms")
 
 
-async def subscriber(ws_url: str, doc_id: str, ready: asyncio.Event, count: list[int],
+async def subscriber(api: Client, doc_id: str, ready: asyncio.Event, count: list[int],
                      received: dict[int, list[float]], everyone: dict[int, asyncio.Event],
                      changes: int) -> None:
-    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-                                  compression=None) as ws:
-        await ws.send(orjson.dumps({"type": "connection_init"}).decode())
-        await ws.recv()
-        await ws.send(orjson.dumps({"id": "1", "type": "subscribe", "payload": {
-            "query": WATCH, "variables": {"id": doc_id}}}).decode())
-        await ws.recv()  # the snapshot
-        count[0] += 1
-        if count[0] == count[1]:
-            ready.set()
-        seen = 0
-        while seen < changes:
-            message = orjson.loads(await ws.recv())
-            if message.get("type") != "next":
+    seen = 0
+    async with contextlib.aclosing(api.watch("Product", id=doc_id, fields="priceCents")) as stream:
+        async for change in stream:
+            if change.op == "SNAPSHOT":
+                count[0] += 1
+                if count[0] == count[1]:
+                    ready.set()
                 continue
-            price = message["payload"]["data"]["product"]["document"]["priceCents"]
+            assert change.document is not None, change
+            price = change.document["priceCents"]
             arrivals = received.setdefault(price, [])
             arrivals.append(time.perf_counter())
             if len(arrivals) == count[1]:
                 everyone.setdefault(price, asyncio.Event()).set()
             seen += 1
+            if seen == changes:
+                return
 
 
 async def latency(base: str, subscribers: int, changes: int) -> None:
-    ws_url = base.replace("http", "ws") + "/graphql"
     doc_id = "latency"
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        await http.post("/graphql", json={"query": CREATE, "variables": {"id": doc_id}})
+    async with Client(base, timeout=30) as api:
+        await api.create("Product", PRODUCT, id=doc_id)
         ready = asyncio.Event()
         count = [0, subscribers]
         received: dict[int, list[float]] = {}
         everyone: dict[int, asyncio.Event] = {}
         readers = [asyncio.create_task(
-            subscriber(ws_url, doc_id, ready, count, received, everyone, changes))
+            subscriber(api, doc_id, ready, count, received, everyone, changes))
             for _ in range(subscribers)]
         await asyncio.wait_for(ready.wait(), 60)
         sent: dict[int, float] = {}
         for n in range(1000, 1000 + changes):
             sent[n] = time.perf_counter()
-            await http.post("/graphql", json={"query": UPDATE, "variables": {"id": doc_id, "n": n}})
+            await api.update("Product", doc_id, {"priceCents": n})
             # Light load: every subscriber has this change before the next one is sent.
             await asyncio.wait_for(everyone.setdefault(n, asyncio.Event()).wait(), 30)
         await asyncio.gather(*readers)

@@ -19,7 +19,8 @@ to the same product. Then:
    running; prints events/s from the first send until every delivery is
    `succeeded` (polled in the database).
 
-Every wait is bounded (--timeout); all traffic goes to 127.0.0.1.
+Every wait is bounded (--timeout); all traffic goes to 127.0.0.1; all GraphQL goes
+through statesync.client (so every mutation carries a mutationId).
 
 Run: .venv/bin/python bench/eventing.py [--events 2000] [--changes 100] [--clients 16]
 """
@@ -41,17 +42,13 @@ from typing import Any
 
 import asyncpg
 import httpx
-import orjson
-import websockets
 from core import free_port, percentile, services  # bench/core.py, beside this file
+
+from statesync.client import Change, Client
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = ROOT / "bench" / "handlers"
-CREATE = """mutation($id: ID!) { createProduct(id: $id, input: {sku: "bench", name: "bench",
-  priceCents: 0}) { version } }"""
-PRICE = "mutation($id: ID!, $n: Int!) { updateProduct(id: $id, patch: {priceCents: $n}) { version } }"
-WATCH = """subscription($id: ID!) { product(id: $id) { op version changedFields
-  document { priceCents name } } }"""
+PRODUCT = {"sku": "bench", "name": "bench", "priceCents": 0}
 STATUS = "SELECT status, count(*) AS n FROM statesync_deliveries GROUP BY status"
 
 
@@ -131,15 +128,13 @@ async def wait_for(db: asyncpg.Connection, procs: Stack, what: str, within: floa
         await asyncio.sleep(0.01)  # polling the database is the measurement
 
 
-async def commit_prices(http: httpx.AsyncClient, ids: list[str], events: int, first: int) -> None:
+async def commit_prices(api: Client, ids: list[str], events: int, first: int) -> None:
     """``events`` price updates spread over ``ids``, one concurrent client per id."""
     per_doc = [events // len(ids) + (1 if i < events % len(ids) else 0) for i in range(len(ids))]
 
     async def client(doc_id: str, count: int) -> None:
         for n in range(first, first + count):
-            response = await http.post("/graphql", json={"query": PRICE,
-                                                         "variables": {"id": doc_id, "n": n}})
-            assert "errors" not in response.json(), response.text
+            await api.update("Product", doc_id, {"priceCents": n})
 
     await asyncio.gather(*(client(d, c) for d, c in zip(ids, per_doc, strict=True)))
 
@@ -148,9 +143,9 @@ def total(counts: dict[str, int]) -> int:
     return sum(counts.values())
 
 
-async def relay_alone(procs: Stack, http: httpx.AsyncClient, db: asyncpg.Connection,
+async def relay_alone(procs: Stack, api: Client, db: asyncpg.Connection,
                       ids: list[str], events: int, within: float) -> None:
-    await commit_prices(http, ids, events, 1)
+    await commit_prices(api, ids, events, 1)
     procs.start("relay", "relay")
     await wait_for(db, procs, "the relay to dispatch the backlog", within,
                    lambda c: c.get("dispatched", 0) == events and total(c) == events)
@@ -184,42 +179,32 @@ async def worker_backlog(procs: Stack, db: asyncpg.Connection, events: int,
           "to its success, the rest of each slot's time is Celery and the broker)")
 
 
-async def latency(procs: Stack, http: httpx.AsyncClient, changes: int) -> None:
+async def latency(procs: Stack, api: Client, changes: int) -> None:
     doc_id = "latency"
-    created = await http.post("/graphql", json={"query": CREATE, "variables": {"id": doc_id}})
-    assert "errors" not in created.json(), created.text
-    ws_url = procs.base.replace("http", "ws") + "/graphql"
+    await api.create("Product", PRODUCT, id=doc_id)
     own: list[float] = []
     echoed: list[float] = []
-    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-                                  compression=None) as ws:
-        await ws.send(orjson.dumps({"type": "connection_init"}).decode())
-        await ws.recv()
-        await ws.send(orjson.dumps({"id": "1", "type": "subscribe", "payload": {
-            "query": WATCH, "variables": {"id": doc_id}}}).decode())
+    async with contextlib.aclosing(api.watch("Product", id=doc_id, fields="priceCents name")
+                                   ) as stream:
 
-        async def change() -> dict[str, Any]:
-            while True:
-                message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
-                if message.get("type") == "ping":
-                    await ws.send(orjson.dumps({"type": "pong"}).decode())
-                elif message.get("type") == "next":
-                    data: dict[str, Any] = message["payload"]["data"]["product"]
-                    return data
-                else:
-                    raise SystemExit(f"subscription ended: {message}")
+        async def change() -> Change:
+            try:
+                return await asyncio.wait_for(anext(stream), 30)
+            except (StopAsyncIteration, TimeoutError) as exc:
+                raise SystemExit(f"subscription ended: {exc!r}") from exc
 
-        assert (await change())["op"] == "SNAPSHOT"
+        assert (await change()).op == "SNAPSHOT"
         for n in range(1, changes + 1):
             sent = time.perf_counter()
-            await http.post("/graphql", json={"query": PRICE, "variables": {"id": doc_id, "n": n}})
+            await api.update("Product", doc_id, {"priceCents": n})
             got_own = False
             while True:
                 data = await change()
-                if data["document"]["priceCents"] == n and "priceCents" in data["changedFields"]:
+                document = data.document or {}
+                if document["priceCents"] == n and "priceCents" in (data.changed_fields or []):
                     own.append(time.perf_counter() - sent)
                     got_own = True
-                elif data["document"]["name"] == f"seen {n}":
+                elif document["name"] == f"seen {n}":
                     echoed.append(time.perf_counter() - sent)
                     assert got_own, "the handler's change arrived before the change that caused it"
                     break
@@ -230,11 +215,11 @@ async def latency(procs: Stack, http: httpx.AsyncClient, changes: int) -> None:
           f"p50 {statistics.median(echoed) * 1e3:.1f} ms, p99 {percentile(echoed, 0.99) * 1e3:.1f} ms")
 
 
-async def end_to_end(procs: Stack, http: httpx.AsyncClient, db: asyncpg.Connection,
+async def end_to_end(procs: Stack, api: Client, db: asyncpg.Connection,
                      ids: list[str], events: int, within: float) -> None:
     before = total(await statuses(db))
     started = time.perf_counter()
-    await commit_prices(http, ids, events, 1_000_000)
+    await commit_prices(api, ids, events, 1_000_000)
     committed = time.perf_counter()
     expected = before + 2 * events
     done = await wait_for(db, procs, "every delivery to succeed", within,
@@ -250,17 +235,14 @@ async def end_to_end(procs: Stack, http: httpx.AsyncClient, db: asyncpg.Connecti
 async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None:
     db = await asyncpg.connect(database_url)
     try:
-        async with httpx.AsyncClient(base_url=procs.base, timeout=30,
-                                     limits=httpx.Limits(max_connections=args.clients)) as http:
+        async with Client(procs.base, timeout=30) as api:
             ids = [f"ev-{i}" for i in range(args.clients)]
             for doc_id in ids:
-                created = await http.post("/graphql", json={"query": CREATE,
-                                                             "variables": {"id": doc_id}})
-                assert "errors" not in created.json(), created.text
-            await relay_alone(procs, http, db, ids, args.events, args.timeout)
+                await api.create("Product", PRODUCT, id=doc_id)
+            await relay_alone(procs, api, db, ids, args.events, args.timeout)
             await worker_backlog(procs, db, args.events, args.timeout)
-            await latency(procs, http, args.changes)
-            await end_to_end(procs, http, db, ids, args.events, args.timeout)
+            await latency(procs, api, args.changes)
+            await end_to_end(procs, api, db, ids, args.events, args.timeout)
     finally:
         await db.close()
 

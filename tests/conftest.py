@@ -121,10 +121,10 @@ class RunningServer:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings, specs: list[ModelSpec], *, with_relay: bool = False
-                ) -> AsyncIterator[RunningServer]:
+async def serve(settings: Settings, specs: list[ModelSpec], *, with_relay: bool = False,
+                port: int = 0) -> AsyncIterator[RunningServer]:
     app = create_app(settings, specs, with_relay=with_relay)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning",
                             ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     # Server.serve() would also install signal handlers; drive startup/shutdown directly.
