@@ -14,7 +14,7 @@ from cross_web import HTTPException
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -24,6 +24,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from statesync.api.errors import coded
 from statesync.api.schema import build_schema
 from statesync.config import Settings, asyncpg_url
+from statesync.demo.seed import seed_when_listening
 from statesync.feed.bus import listen
 from statesync.feed.channels import Channels
 from statesync.feed.hub import Hub
@@ -33,6 +34,7 @@ from statesync.models import ModelSpec
 from statesync.runtime import Runtime
 from statesync.store.commits import Model
 from statesync.validation import Validator
+from statesync.web import demo_fits, static_routes
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,9 @@ def _crash_if_failed(task: asyncio.Task[None]) -> None:
 
 
 def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None = None, *,
-               with_relay: bool = False) -> Starlette:
+               with_relay: bool = False, seed_demo: bool = False) -> Starlette:
+    """The API. ``seed_demo``: once listening, commit the demo catalog through the Python
+    client (`statesync dev` does, when the demo page is on and the schema fits it)."""
     settings = settings or Settings()
     specs = specs if specs is not None else load_models(settings.schema_path)
     schema = build_schema(specs)
@@ -171,7 +175,11 @@ def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None =
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(settings, specs, with_relay=with_relay) as runtime:
             runtime_ref["runtime"] = app.state.runtime = runtime
+            seeding = (asyncio.create_task(seed_when_listening(settings), name="demo-seed")
+                       if seed_demo and settings.demo and demo_fits(specs) else None)
             yield
+            if seeding is not None:
+                seeding.cancel()
 
     async def healthz(request: Request) -> Response:
         runtime = runtime_ref.get("runtime")
@@ -180,15 +188,12 @@ def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None =
                 "subscriptions": runtime.hub.subscriber_count if runtime else 0}
         return Response(orjson.dumps(body), 200 if ready else 503, media_type="application/json")
 
-    async def home(request: Request) -> Response:
-        return RedirectResponse("/graphql")
-
     app = Starlette(
         routes=[
-            Route("/", home),
             Route("/healthz", healthz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            *static_routes(specs, demo=settings.demo),
         ],
         lifespan=lifespan,
     )

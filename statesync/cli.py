@@ -37,13 +37,14 @@ def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
-def _serve(settings: Settings, *, with_relay: bool = False) -> None:
+def _serve(settings: Settings, *, with_relay: bool = False, seed_demo: bool = False) -> None:
     from statesync.app import create_app
     from statesync.migrate import upgrade
 
     upgrade(settings.database_url or "")
     uvicorn.run(
-        create_app(settings, with_relay=with_relay), host=settings.host, port=settings.port,
+        create_app(settings, with_relay=with_relay, seed_demo=seed_demo),
+        host=settings.host, port=settings.port,
         log_level=settings.log_level.lower(),
         # permessage-deflate costs more CPU and memory per connection than it saves on
         # small JSON frames; off unless measured otherwise.
@@ -58,8 +59,8 @@ def dev(
     data_dir: Annotated[Path | None, typer.Option(help="Embedded data folder.")] = None,
 ) -> None:
     """Run everything on this machine: embedded PostgreSQL and Redis (unless URLs are set),
-    migrations, and the API with GraphiQL."""
-    settings = _settings(schema, port=port, data_dir=data_dir)
+    migrations, a Celery worker and beat, and the API with GraphiQL and the demo board."""
+    settings = _settings(schema, port=port, data_dir=data_dir, demo=True)
     _logging(settings.log_level)
     with contextlib.ExitStack() as stack:
         if not settings.database_url or not settings.redis_url:
@@ -74,8 +75,9 @@ def dev(
                 updates["redis_url"] = stack.enter_context(redis_server(settings.data_dir))
             settings = settings.model_copy(update=updates)
         stack.enter_context(_celery_processes(settings))
-        typer.echo(f"statesync dev: GraphiQL at http://{settings.host}:{settings.port}/graphql")
-        _serve(settings, with_relay=True)
+        base = f"http://{settings.host}:{settings.port}"
+        typer.echo(f"statesync dev: GraphiQL at {base}/graphql, the demo board at {base}/")
+        _serve(settings, with_relay=True, seed_demo=True)
 
 
 @app.command()

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=20, description="PostgreSQL connections per API process.")
     graphiql: bool = Field(default=True, description="Serve GraphiQL at /graphql.")
+    demo: bool = Field(
+        default=False,
+        description="Serve the demo order board at / (`statesync dev` turns it on for the demo schema).",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
 

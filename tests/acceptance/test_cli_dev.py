@@ -83,3 +83,31 @@ def test_dev_embeds_everything_and_keeps_data_across_restarts(tmp_path: Path) ->
     with statesync_dev(data_dir) as base:
         read = httpx.post(f"{base}/graphql", json={"query": READ}).json()
         assert read == {"data": {"product": {"name": "Tea", "priceCents": 450, "version": 1}}}
+
+
+CATALOG = '{ products(orderBy: [{field: SKU}]) { nodes { sku } } }'
+SEEDED = ["bagel", "croissant", "espresso", "juice", "matcha"]
+
+
+def _wait_for_catalog(base: str) -> list[str]:
+    """`statesync dev` seeds the demo catalog just after it starts listening."""
+    deadline = time.monotonic() + PRICED_TIMEOUT
+    while True:
+        nodes = httpx.post(f"{base}/graphql", json={"query": CATALOG}).json()["data"]["products"]["nodes"]
+        if len(nodes) >= len(SEEDED) or time.monotonic() > deadline:
+            return [node["sku"] for node in nodes]
+        time.sleep(0.1)  # another process's progress: there is no event to wait on here
+
+
+def test_dev_serves_the_demo_board_the_js_client_and_a_seeded_catalog(tmp_path: Path) -> None:
+    with statesync_dev(tmp_path / "data") as base:
+        board = httpx.get(f"{base}/")
+        assert board.status_code == 200 and "<title>statesync · order board</title>" in board.text
+        module = httpx.get(f"{base}/client/statesync.js")
+        assert module.status_code == 200
+        assert module.headers["content-type"].startswith("text/javascript")
+        assert "export function createStatesync" in module.text
+        assert httpx.get(f"{base}/client/vendor/graphql-ws/client.js").status_code == 200
+        assert _wait_for_catalog(base) == SEEDED
+    with statesync_dev(tmp_path / "data") as base:  # seeding again is a replay: nothing doubles
+        assert _wait_for_catalog(base) == SEEDED

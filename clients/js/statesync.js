@@ -1,0 +1,569 @@
+// statesync's browser client: UI state bound to subscriptions, no client-side store.
+//
+//   import { createStatesync } from "/client/statesync.js";
+//   const sync = createStatesync({ url: "/graphql" });
+//   sync.watch({ model: "Order", id: "o1", fields: "status totalCents" },
+//              (order) => { el.textContent = order ? order.status : "gone"; });
+//   await sync.update("Order", "o1", { note: "gift" }, { expectedVersion: "current" });
+//
+// What it keeps for you:
+// - `confirmed` documents per watch, fed by the subscription (snapshot, then deltas applied
+//   by version, so a replayed or late message never moves a document backwards);
+// - `pending` commits, applied on top of what you see (optimistic) until the server answers.
+//   A commit answered with an error is dropped, so the view falls back to the server's
+//   document (for CONFLICT, the one the error carries);
+// - the cursor of every watch, so a reconnect or a reload resubscribes with `since` and gets
+//   exactly what it missed. Pending commits and watch caches live in `storage` (the tab's
+//   sessionStorage by default): a reload resumes them, and a commit replayed after a lost
+//   answer is applied once, because it keeps its mutationId.
+//
+// The protocol is the reference `graphql-ws` client; this module only does the bookkeeping.
+
+import { createClient } from "graphql-ws";
+
+const RESYNC = "RESYNC";
+const REMOVALS = new Set(["DELETED", "EXPIRED", "REMOVED"]);
+const RETRYABLE_HTTP = new Set([502, 503, 504]);
+
+export class StatesyncError extends Error {
+  constructor(code, message, extensions = {}) {
+    super(message);
+    this.name = "StatesyncError";
+    this.code = code;
+    this.extensions = extensions;
+  }
+}
+
+// Same rule as the server's generated schema (statesync/models.py).
+export function pluralize(name) {
+  if (name.endsWith("y") && !"aeiou".includes(name.at(-2) ?? "a")) return name.slice(0, -1) + "ies";
+  if (/(s|x|z|ch|sh)$/.test(name)) return name + "es";
+  return name + "s";
+}
+
+const lowerFirst = (name) => name[0].toLowerCase() + name.slice(1);
+
+export function jitteredDelay(attempt, baseMs = 250, maxMs = 10_000) {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** attempt);
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+const CHANGE_FIELDS = "op cursor id version changedFields mutationId hasMore";
+
+function subscriptionFor(spec) {
+  const selection = `id version ${spec.fields}`;
+  const body = `${CHANGE_FIELDS} document { ${selection} } documents { ${selection} }`;
+  if (spec.id !== undefined) {
+    const field = spec.field ?? lowerFirst(spec.model);
+    return `subscription($id: ID!, $since: String) { ${field}(id: $id, since: $since) { ${body} } }`;
+  }
+  const field = spec.field ?? pluralize(lowerFirst(spec.model));
+  return `subscription($where: ${spec.model}Where, $since: String) ` +
+    `{ ${field}(where: $where, since: $since) { ${body} } }`;
+}
+
+function mutationFor(model, op, fields) {
+  const result = `op id version replayed eventIds changedFields document { id version ${fields} }`;
+  if (op === "create") {
+    return `mutation($input: ${model}Input!, $id: ID, $mutationId: ID) ` +
+      `{ result: create${model}(input: $input, id: $id, mutationId: $mutationId) { ${result} } }`;
+  }
+  if (op === "update") {
+    return `mutation($id: ID!, $patch: ${model}Patch!, $expectedVersion: Int, $mutationId: ID) ` +
+      `{ result: update${model}(id: $id, patch: $patch, expectedVersion: $expectedVersion, ` +
+      `mutationId: $mutationId) { ${result} } }`;
+  }
+  return `mutation($id: ID!, $expectedVersion: Int, $mutationId: ID) ` +
+    `{ result: delete${model}(id: $id, expectedVersion: $expectedVersion, mutationId: $mutationId) ` +
+    `{ ${result} } }`;
+}
+
+const EVENT_SUBSCRIPTION = `subscription($id: ID!) { event(id: $id) {
+  id type settled deliveries { handler status attempts lastError } } }`;
+
+// Documents one watch has confirmed from the server, applied by version.
+class Confirmed {
+  constructor() {
+    this.docs = new Map();
+    this.removedAt = new Map(); // id -> version it was removed at; refuses late upserts
+  }
+  upsert(doc) {
+    const current = this.docs.get(doc.id);
+    const removed = this.removedAt.get(doc.id);
+    if (current && current.version >= doc.version) return false;
+    if (removed !== undefined && removed >= doc.version) return false;
+    this.docs.set(doc.id, doc);
+    this.removedAt.delete(doc.id);
+    return true;
+  }
+  remove(id, version) {
+    const current = this.docs.get(id);
+    if (current && version !== null && version !== undefined && current.version > version) return false;
+    this.docs.delete(id);
+    this.removedAt.set(id, version ?? Number.MAX_SAFE_INTEGER);
+    return true;
+  }
+  replace(docs) {
+    this.docs = new Map(docs.map((doc) => [doc.id, doc]));
+    this.removedAt.clear();
+  }
+}
+
+// Pending commits on top of confirmed documents: what the user sees.
+function overlay(docs, pending, watch) {
+  const view = new Map(docs);
+  for (const commit of pending) {
+    if (commit.model !== watch.model) continue;
+    if (watch.id !== undefined && commit.id !== watch.id) continue;
+    const current = view.get(commit.id);
+    if (commit.op === "delete") {
+      view.delete(commit.id);
+    } else if (commit.op === "update") {
+      if (current) view.set(commit.id, { ...current, ...commit.input, pending: true });
+    } else if (!current && (watch.id !== undefined || watch.match(commit.input))) {
+      view.set(commit.id, { ...commit.input, id: commit.id, version: 0, pending: true });
+    }
+  }
+  return view;
+}
+
+class Watch {
+  constructor(client, spec, onValue) {
+    this.client = client;
+    this.model = spec.model;
+    this.id = spec.id;
+    this.fields = spec.fields ?? "";
+    this.sort = spec.sort ?? ((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    // Optimistic creates can only show where we can tell they belong: everywhere in an
+    // unfiltered collection, or where the caller's `match` says so.
+    this.match = spec.match ?? (() => spec.where === undefined || spec.where === null);
+    this.onValue = onValue;
+    this.confirmed = new Confirmed();
+    this.snapshot = null; // documents of a snapshot still arriving in chunks
+    this.storageKey = `watch:${JSON.stringify([spec.model, spec.id ?? null, spec.where ?? null, this.fields])}`;
+    // graphql-ws sends this same object again when it resubscribes after a reconnect, so
+    // keeping `since` current in it is what makes a reconnect resume instead of restart.
+    this.payload = { query: subscriptionFor(spec), variables: { since: null } };
+    if (spec.id !== undefined) this.payload.variables.id = spec.id;
+    else if (spec.where) this.payload.variables.where = spec.where;
+    this.ready = false;
+    this.resumed = false;
+    const cached = client.store.read(this.storageKey);
+    if (cached) {
+      this.confirmed.replace(cached.docs);
+      this.payload.variables.since = cached.cursor;
+      this.ready = true;
+      this.resumed = true;
+    }
+  }
+
+  start() {
+    this.stop = this.client.subscribeRaw(this.payload, {
+      next: (result) => this.receive(result),
+      error: (error) => this.failed(error),
+    });
+    // A cached value shows at once, but never before watch() has returned its handle.
+    if (this.ready) queueMicrotask(() => this.emit());
+  }
+
+  receive(result) {
+    if (result.errors?.length || !result.data) return this.failed(result.errors ?? []);
+    const change = Object.values(result.data)[0];
+    if (change.op === RESYNC) return this.restart();
+    if (change.op === "SNAPSHOT") {
+      this.snapshot = [...(this.snapshot ?? []), ...(change.documents ?? (change.document ? [change.document] : []))];
+      if (change.hasMore) return;
+      this.confirmed.replace(this.snapshot);
+      this.snapshot = null;
+      this.ready = true;
+    } else if (REMOVALS.has(change.op)) {
+      this.confirmed.remove(change.id, change.version);
+    } else if (change.document) {
+      this.confirmed.upsert(change.document);
+    }
+    this.payload.variables.since = change.cursor;
+    this.client.store.write(this.storageKey, () => ({
+      cursor: this.payload.variables.since, docs: [...this.confirmed.docs.values()],
+    }));
+    this.emit();
+  }
+
+  failed(errors) {
+    const list = Array.isArray(errors) ? errors : [errors];
+    if (list.some((e) => e?.extensions?.code === "INVALID_CURSOR")) return this.restart();
+    this.client.emitter.emit("error", { watch: this, errors: list });
+  }
+
+  // The server cannot replay what we missed: start over from a fresh snapshot.
+  restart() {
+    this.stop?.();
+    this.payload.variables.since = null;
+    this.snapshot = null;
+    this.resumed = false;
+    this.start();
+  }
+
+  apply(doc) {
+    if (this.id !== undefined && doc.id !== this.id) return;
+    if (this.id === undefined && !this.confirmed.docs.has(doc.id) && !this.match(doc)) return;
+    if (this.confirmed.upsert(doc)) this.emit();
+  }
+
+  removeConfirmed(id, version) {
+    if (this.confirmed.remove(id, version)) this.emit();
+  }
+
+  get value() {
+    const view = overlay(this.confirmed.docs, this.client.pending, this);
+    if (this.id !== undefined) return view.get(this.id) ?? null;
+    return [...view.values()].sort(this.sort);
+  }
+
+  emit() {
+    if (!this.ready) return;
+    this.onValue(this.value, { resumed: this.resumed, cursor: this.payload.variables.since });
+  }
+
+  close() {
+    this.stop?.();
+    this.client.watches.delete(this);
+  }
+}
+
+// Everything the client keeps across reloads, in one Storage (sessionStorage by default).
+class Store {
+  constructor(storage, prefix) {
+    this.storage = storage;
+    this.prefix = prefix;
+    this.dirty = new Map();
+  }
+  read(key) {
+    const raw = this.storage?.getItem(`${this.prefix}:${key}`);
+    return raw ? JSON.parse(raw) : null;
+  }
+  // Watches write on every change; coalesce bursts into one write per key per tick.
+  write(key, produce) {
+    if (!this.storage) return;
+    if (!this.dirty.size) setTimeout(() => this.flush(), 0);
+    this.dirty.set(key, produce);
+  }
+  writeNow(key, value) {
+    this.storage?.setItem(`${this.prefix}:${key}`, JSON.stringify(value));
+  }
+  flush() {
+    for (const [key, produce] of this.dirty) this.writeNow(key, produce());
+    this.dirty.clear();
+  }
+}
+
+class Emitter {
+  constructor() { this.listeners = new Map(); }
+  on(name, fn) {
+    if (!this.listeners.has(name)) this.listeners.set(name, new Set());
+    this.listeners.get(name).add(fn);
+    return () => this.listeners.get(name).delete(fn);
+  }
+  emit(name, value) { for (const fn of this.listeners.get(name) ?? []) fn(value); }
+}
+
+const newId = () => globalThis.crypto.randomUUID();
+const MAX_REBASES = 5;
+
+// JSON equality that ignores key order (the server and a selection may order keys differently).
+function canonical(value) {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical(value[k])]));
+  }
+  return value;
+}
+const sameJson = (a, b) => JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+
+export class Statesync {
+  constructor({
+    url = "/graphql", wsUrl, storage = globalThis.sessionStorage ?? null, storageKey = "statesync",
+    fetch: fetchImpl = globalThis.fetch?.bind(globalThis), webSocketImpl, connectionParams,
+  } = {}) {
+    const base = globalThis.location?.href;
+    this.url = new URL(url, base).toString();
+    this.wsUrl = wsUrl ?? this.url.replace(/^http/, "ws");
+    this.fetch = fetchImpl;
+    this.webSocketImpl = webSocketImpl;
+    this.connectionParams = connectionParams;
+    this.store = new Store(storage, storageKey);
+    this.emitter = new Emitter();
+    this.watches = new Set();
+    this.subscriptions = new Set(); // { payload, sink, stop }
+    this.pending = this.store.read("queue") ?? [];
+    this.waiters = new Map(); // mutationId -> { resolve, reject }
+    this.online = true;
+    this.flushing = false;
+    this.retryTimer = null;
+    this.status = "connecting";
+    this.connect();
+    // A browser that loses its network says so; treat it like the caller's setOnline.
+    globalThis.addEventListener?.("offline", () => this.setOnline(false));
+    globalThis.addEventListener?.("online", () => this.setOnline(true));
+  }
+
+  on(name, fn) { return this.emitter.on(name, fn); }
+
+  setStatus(status) {
+    if (this.status === status) return;
+    this.status = status;
+    this.emitter.emit("status", status);
+  }
+
+  connect() {
+    this.ws = createClient({
+      url: this.wsUrl,
+      webSocketImpl: this.webSocketImpl,
+      connectionParams: this.connectionParams,
+      lazy: false,
+      retryAttempts: Infinity,
+      shouldRetry: () => true,
+      retryWait: (attempt) => new Promise((resolve) => setTimeout(resolve, jitteredDelay(attempt))),
+      keepAlive: 10_000,
+      on: {
+        connecting: () => this.setStatus("connecting"),
+        connected: () => { this.setStatus("online"); this.flush(); },
+        closed: () => { if (this.online) this.setStatus("connecting"); },
+      },
+    });
+    for (const subscription of this.subscriptions) this.attach(subscription);
+  }
+
+  // Subscribe on the current connection, and again on any later one (see setOnline).
+  subscribeRaw(payload, sink) {
+    const subscription = { payload, sink, ws: null, stop: null };
+    this.subscriptions.add(subscription);
+    this.attach(subscription);
+    return () => { subscription.stop(); this.subscriptions.delete(subscription); };
+  }
+
+  attach(subscription) {
+    const ws = (subscription.ws = this.ws);
+    subscription.stop = ws.subscribe(subscription.payload, {
+      next: subscription.sink.next,
+      error: subscription.sink.error,
+      // The server completed it (an event settled). Disposing a connection to go offline
+      // completes everything too; those must be attached again when back online.
+      complete: () => { if (ws === this.ws && this.online) this.subscriptions.delete(subscription); },
+    });
+  }
+
+  /** Go offline (close the socket, queue commits) or back online (reconnect, resume, replay). */
+  setOnline(online) {
+    if (online === this.online) return;
+    this.online = online;
+    if (!online) {
+      this.ws.dispose();
+      this.setStatus("offline");
+      return;
+    }
+    this.connect();
+  }
+
+  /** Bind `onValue` to a document ({model, id}) or a collection ({model, where}). */
+  watch(spec, onValue) {
+    const watch = new Watch(this, spec, onValue);
+    this.watches.add(watch);
+    watch.start();
+    return watch;
+  }
+
+  /** Follow an event a commit caused until every handler has finished with it. */
+  watchEvent(eventId, onEvent) {
+    return this.subscribeRaw({ query: EVENT_SUBSCRIPTION, variables: { id: eventId } }, {
+      next: (result) => { if (result.data) onEvent(result.data.event); },
+      error: (error) => this.emitter.emit("error", { event: eventId, errors: [error] }),
+    });
+  }
+
+  create(model, input, { id = newId(), fields } = {}) {
+    return this.commit({ op: "create", model, id, input, fields });
+  }
+
+  /**
+   * Change some fields. `expectedVersion: "current"` means "as I see it now": the commit
+   * fails with CONFLICT only if a field it changes was changed by someone else meanwhile;
+   * changes to other fields (a worker's status, say) are rebased over.
+   */
+  update(model, id, patch, { expectedVersion, fields } = {}) {
+    return this.commit({ op: "update", model, id, input: patch, fields,
+                         ...this.basedOn(model, id, expectedVersion, patch) });
+  }
+
+  /** Delete; with `expectedVersion: "current"`, only if nobody changed it since it was seen. */
+  delete(model, id, { expectedVersion, fields } = {}) {
+    return this.commit({ op: "delete", model, id, fields, ...this.basedOn(model, id, expectedVersion) });
+  }
+
+  basedOn(model, id, expectedVersion, patch) {
+    if (expectedVersion !== "current") return { expectedVersion: expectedVersion ?? null };
+    const seen = this.visible(model, id);
+    if (!seen) throw new StatesyncError("NOT_WATCHED", `no watch shows ${model} ${id}; pass a version number`);
+    const base = patch ? Object.fromEntries(Object.keys(patch).map((k) => [k, seen[k] ?? null])) : null;
+    // Seen through one of our own pending commits: its version is known once it is answered.
+    const own = this.pending.findLast((c) => c.model === model && c.id === id);
+    if (own) return { expectedVersion: null, after: own.mutationId, base };
+    return { expectedVersion: seen.version, base };
+  }
+
+  visible(model, id) {
+    for (const watch of this.watches) {
+      if (watch.model !== model) continue;
+      const value = watch.value;
+      const doc = Array.isArray(value) ? value.find((d) => d.id === id) : value;
+      if (doc && doc.id === id) return doc;
+    }
+    return null;
+  }
+
+  commit(request) {
+    const commit = {
+      mutationId: newId(), ...request,
+      fields: request.fields ?? this.fieldsOf(request.model),
+    };
+    this.pending.push(commit);
+    this.saveQueue();
+    this.render(commit.model);
+    const answered = new Promise((resolve, reject) => this.waiters.set(commit.mutationId, { resolve, reject }));
+    this.flush();
+    return answered;
+  }
+
+  fieldsOf(model) {
+    // Identical selections merge in GraphQL, so every watch's fields can simply be joined.
+    return [...this.watches].filter((w) => w.model === model).map((w) => w.fields).join(" ");
+  }
+
+  saveQueue() { this.store.writeNow("queue", this.pending); }
+
+  // Send pending commits one at a time, in order: a later edit may build on an earlier one.
+  async flush() {
+    if (this.flushing || !this.online) return;
+    this.flushing = true;
+    try {
+      while (this.online && this.pending.length) {
+        const commit = this.pending[0];
+        let answer;
+        try {
+          answer = await this.send(commit);
+        } catch (transportError) {
+          this.retryLater();
+          return;
+        }
+        this.answered(commit, answer);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  retryLater() {
+    clearTimeout(this.retryTimer);
+    this.retryAttempt = (this.retryAttempt ?? 0) + 1;
+    this.retryTimer = setTimeout(() => this.flush(), jitteredDelay(this.retryAttempt));
+  }
+
+  async send(commit) {
+    const variables = { id: commit.id, mutationId: commit.mutationId };
+    if (commit.op === "create") variables.input = commit.input;
+    if (commit.op === "update") variables.patch = commit.input;
+    if (commit.op !== "create") variables.expectedVersion = commit.expectedVersion;
+    const response = await this.fetch(this.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body: JSON.stringify({ query: mutationFor(commit.model, commit.op, commit.fields ?? ""), variables }),
+    });
+    if (RETRYABLE_HTTP.has(response.status)) throw new Error(`HTTP ${response.status}`);
+    this.retryAttempt = 0;
+    return response.json();
+  }
+
+  answered(commit, answer) {
+    const error = answer.errors?.[0];
+    if (error && this.rebase(commit, error)) {
+      this.saveQueue(); // still first in line, sent again with the new expectedVersion
+      return;
+    }
+    this.pending.shift();
+    const waiter = this.waiters.get(commit.mutationId);
+    this.waiters.delete(commit.mutationId);
+    if (error) {
+      const code = error.extensions?.code ?? "INTERNAL_SERVER_ERROR";
+      // Commits built on this one were made against a state the server refused.
+      const dropped = this.dropDependents(commit.mutationId);
+      if (error.extensions?.current) this.confirm(commit.model, error.extensions.current);
+      this.saveQueue();
+      this.render(commit.model);
+      const failure = new StatesyncError(code, error.message, error.extensions ?? {});
+      this.emitter.emit(code === "CONFLICT" ? "conflict" : "rejected", { commit, error: failure, dropped });
+      waiter?.reject(failure);
+      for (const other of dropped) this.rejectWaiter(other, failure);
+      return;
+    }
+    const result = answer.data.result;
+    for (const later of this.pending) {
+      if (later.after === commit.mutationId) { later.expectedVersion = result.version; delete later.after; }
+    }
+    if (REMOVALS.has(result.op)) this.removeConfirmed(commit.model, result.id, result.version);
+    else if (result.document) this.confirm(commit.model, result.document);
+    this.saveQueue();
+    this.render(commit.model);
+    this.emitter.emit("committed", { commit, result });
+    waiter?.resolve(result);
+  }
+
+  // A CONFLICT where every field we change still holds what we based the change on: only
+  // other fields moved, so apply ours on top of the server's version.
+  rebase(commit, error) {
+    const current = error.extensions?.current;
+    if (error.extensions?.code !== "CONFLICT" || !commit.base || !current) return false;
+    if ((commit.rebases ?? 0) >= MAX_REBASES) return false;
+    const unchanged = Object.entries(commit.base).every(([k, v]) => sameJson(current[k] ?? null, v));
+    if (!unchanged) return false;
+    commit.expectedVersion = current.version;
+    commit.rebases = (commit.rebases ?? 0) + 1;
+    this.confirm(commit.model, current);
+    return true;
+  }
+
+  dropDependents(mutationId) {
+    const dropped = [];
+    const parents = new Set([mutationId]);
+    this.pending = this.pending.filter((c) => {
+      if (c.after && parents.has(c.after)) { dropped.push(c); parents.add(c.mutationId); return false; }
+      return true;
+    });
+    return dropped;
+  }
+
+  rejectWaiter(commit, error) {
+    this.waiters.get(commit.mutationId)?.reject(error);
+    this.waiters.delete(commit.mutationId);
+  }
+
+  confirm(model, doc) { for (const w of this.watches) if (w.model === model) w.apply(doc); }
+
+  removeConfirmed(model, id, version) {
+    for (const w of this.watches) if (w.model === model) w.removeConfirmed(id, version);
+  }
+
+  render(model) { for (const w of this.watches) if (w.model === model) w.emit(); }
+
+  /** Commits not yet answered by the server (queued offline, or in flight). */
+  get queued() { return this.pending.map(({ mutationId, op, model, id }) => ({ mutationId, op, model, id })); }
+
+  close() {
+    for (const watch of [...this.watches]) watch.close();
+    this.store.flush();
+    clearTimeout(this.retryTimer);
+    this.ws.dispose();
+  }
+}
+
+export function createStatesync(options) {
+  return new Statesync(options);
+}

@@ -1,0 +1,142 @@
+// The demo order board: every value on screen comes from a watch; every edit is a commit.
+import { createStatesync } from "/client/statesync.js";
+
+const sync = createStatesync({ url: "/graphql" });
+window.statesync = sync; // for the console (and the browser tests)
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const money = (cents) => (cents === null || cents === undefined ? "—" : `$${(cents / 100).toFixed(2)}`);
+const newestFirst = (a, b) => (b.createdAt ?? "\uffff").localeCompare(a.createdAt ?? "\uffff");
+
+let products = [];
+let lastOrders = [];
+const eventsByOrder = new Map(); // order id -> handler work still running for it
+
+// ---- connection ---------------------------------------------------------------------------
+
+function showStatus(status) {
+  const pill = $("#status");
+  pill.textContent = status;
+  pill.dataset.status = status;
+  $("#offline").checked = status === "offline";
+}
+sync.on("status", showStatus);
+showStatus(sync.status);
+
+function showQueue() {
+  const count = sync.queued.length;
+  const pill = $("#queued");
+  pill.textContent = `${count} queued`;
+  pill.dataset.count = String(count);
+}
+setInterval(showQueue, 200); // the queue changes on commits and answers; a cheap poll keeps it simple
+$("#offline").addEventListener("change", (e) => sync.setOnline(!e.target.checked));
+
+function notify(text) {
+  $("#notice-text").textContent = text;
+  $("#notice").hidden = false;
+}
+$("#notice-close").addEventListener("click", () => { $("#notice").hidden = true; });
+sync.on("conflict", ({ commit, error }) => {
+  const current = error.extensions.current;
+  notify(`Conflict: order ${commit.id} changed meanwhile; showing the server's version ` +
+         `(v${current?.version}).`);
+});
+sync.on("rejected", ({ error }) => notify(`Refused: ${error.message}`));
+
+// ---- catalog and new orders -----------------------------------------------------------------
+
+sync.watch({ model: "Product", fields: "sku name priceCents",
+             sort: (a, b) => a.name.localeCompare(b.name) }, (value) => {
+  products = value;
+  const box = $("#products");
+  const chosen = new Map([...box.querySelectorAll("input[data-sku]")].map((i) => [i.dataset.sku, i.value]));
+  box.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "Items" }));
+  for (const product of products) {
+    const row = document.createElement("label");
+    row.className = "product";
+    row.innerHTML = `<span></span><small class="quiet"></small><input type="number" min="0" max="99">`;
+    row.children[0].textContent = product.name;
+    row.children[1].textContent = money(product.priceCents);
+    const qty = row.children[2];
+    qty.dataset.sku = product.sku;
+    qty.placeholder = "0";
+    qty.value = chosen.get(product.sku) ?? "";
+    box.append(row);
+  }
+  renderOrders(lastOrders); // item names come from the catalog
+});
+
+$("#new-order").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  const items = [...form.querySelectorAll("input[data-sku]")]
+    .map((input) => ({ sku: input.dataset.sku, qty: Number(input.value) }))
+    .filter((item) => item.qty > 0);
+  if (!items.length) return notify("Pick at least one item.");
+  const customer = form.customer.value.trim();
+  form.reset();
+  const result = await sync.create("Order", { customer, items }).catch(() => null);
+  if (result) followEvents(result.id, result.eventIds);
+});
+
+// "pricing…" while the worker has the order's events in hand, from the events themselves.
+function followEvents(orderId, eventIds) {
+  for (const eventId of eventIds) {
+    eventsByOrder.set(orderId, (eventsByOrder.get(orderId) ?? 0) + 1);
+    renderOrders(lastOrders);
+    const stop = sync.watchEvent(eventId, (event) => {
+      if (!event.settled) return;
+      eventsByOrder.set(orderId, eventsByOrder.get(orderId) - 1);
+      stop();
+      renderOrders(lastOrders);
+    });
+  }
+}
+
+// ---- the board ------------------------------------------------------------------------------
+
+sync.watch({ model: "Order", fields: "createdAt customer items { sku qty } status totalCents rejectReason",
+             sort: newestFirst }, renderOrders);
+
+function renderOrders(orders) {
+  lastOrders = orders;
+  $("#order-count").textContent = `(${orders.length})`;
+  $("#orders").replaceChildren(...orders.map(orderCard));
+}
+
+function orderCard(order) {
+  const card = $("#order-card").content.firstElementChild.cloneNode(true);
+  const busy = (eventsByOrder.get(order.id) ?? 0) > 0;
+  Object.assign(card.dataset, { orderId: order.id, version: String(order.version), status: order.status ?? "NEW" });
+  card.classList.toggle("pending", Boolean(order.pending));
+  $(".customer", card).textContent = order.customer;
+  const badge = $(".badge", card);
+  badge.textContent = order.pending ? "saving…" : order.status === "NEW" || busy ? "pricing…" : order.status.toLowerCase();
+  badge.dataset.status = order.status ?? "NEW";
+  $(".version", card).textContent = order.pending ? "unsaved" : `v${order.version}`;
+  $(".total", card).textContent = order.status === "REJECTED" ? order.rejectReason : `total ${money(order.totalCents)}`;
+  $(".events", card).textContent = busy ? "worker busy" : "";
+  $(".delete", card).addEventListener("click", () => sync.delete("Order", order.id).catch(() => {}));
+  $(".items", card).replaceChildren(...order.items.map((item, index) => itemRow(order, item, index)));
+  return card;
+}
+
+function itemRow(order, item, index) {
+  const row = document.createElement("li");
+  row.dataset.sku = item.sku;
+  const name = products.find((p) => p.sku === item.sku)?.name ?? item.sku;
+  row.innerHTML = `<span class="name"></span><button class="less" type="button">−</button>` +
+    `<span class="qty"></span><button class="more" type="button">+</button>`;
+  $(".name", row).textContent = name;
+  $(".qty", row).textContent = String(item.qty);
+  const change = (delta) => {
+    const items = order.items.map((it, i) => (i === index ? { sku: it.sku, qty: Math.max(1, it.qty + delta) }
+                                                          : { sku: it.sku, qty: it.qty }));
+    // "current": a conflict only if someone else changed the items since we saw them.
+    sync.update("Order", order.id, { items }, { expectedVersion: "current" }).catch(() => {});
+  };
+  $(".less", row).addEventListener("click", () => change(-1));
+  $(".more", row).addEventListener("click", () => change(+1));
+  return row;
+}

@@ -1,0 +1,40 @@
+"""Static routes: the JS client every server serves, and the demo page `statesync dev` adds."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from statesync.models import ModelSpec
+
+# clients/js in a checkout; statesync/_client in an installed wheel (see pyproject.toml).
+CLIENT_DIR = Path(str(files("statesync._client")))
+DEMO_DIR = Path(str(files("statesync.demo")))
+DEMO_MODELS = {"Order", "Product"}
+
+
+def demo_fits(specs: list[ModelSpec]) -> bool:
+    """The demo page is an order board: it needs the demo schema's models."""
+    return {spec.name for spec in specs} >= DEMO_MODELS
+
+
+def static_routes(specs: list[ModelSpec], *, demo: bool) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [Mount("/client", StaticFiles(directory=CLIENT_DIR), name="client")]
+    if demo and demo_fits(specs):
+
+        async def board(request: Request) -> Response:
+            return FileResponse(DEMO_DIR / "index.html")
+
+        routes += [Route("/", board), Mount("/demo", StaticFiles(directory=DEMO_DIR), name="demo")]
+    else:
+
+        async def home(request: Request) -> Response:
+            return RedirectResponse("/graphql")
+
+        routes.append(Route("/", home))
+    return routes

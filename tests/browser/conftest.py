@@ -1,0 +1,133 @@
+"""A real Chromium (Debian's package) driven by Playwright against the demo board.
+
+Playwright's own browser download is not used: we launch the system Chromium by path.
+Where it is missing and this is a root shell with apt-get, the suite installs it (that
+is how the README's test command gets it); otherwise these tests skip, saying why.
+A failing test leaves a screenshot of each of its pages in .statesync-test/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from statesync.config import Settings
+from statesync.demo.seed import seed_catalog
+from statesync.models import ModelSpec
+from tests.conftest import TEST_DATA, RunningServer, serve
+
+SCREENSHOTS = TEST_DATA / "screenshots"
+CHROMIUM_CANDIDATES = ("chromium", "chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+
+
+def _find_chromium() -> str | None:
+    for name in CHROMIUM_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _install_chromium() -> str:
+    """Why it could not be installed, or '' once it is."""
+    if shutil.which("apt-get") is None:
+        return "apt-get is not available to install Debian's chromium"
+    if os.geteuid() != 0:
+        return "installing Debian's chromium needs root (run: sudo apt-get install -y chromium)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "install", "-y", "-q", "chromium"],
+                    ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode == 0 and command[1] == "install":
+            return ""
+    return f"apt-get could not install chromium: {done.stderr.strip()[-300:]}"
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = _find_chromium()
+    if path is None:
+        reason = _install_chromium()
+        path = _find_chromium()
+        if path is None:
+            pytest.skip(f"no Chromium for browser tests: {reason or 'not found after install'}")
+    return path
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+    return report
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+async def browser(chromium_path: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@dataclass
+class Board:
+    server: RunningServer
+    open_page: Callable[[], Awaitable[tuple[BrowserContext, Page]]]
+
+    @property
+    def url(self) -> str:
+        return self.server.base_url + "/"
+
+
+@pytest.fixture
+async def board(request: pytest.FixtureRequest, settings: Settings, demo_models: list[ModelSpec],
+                browser: Browser, start_worker) -> AsyncIterator[Board]:  # type: ignore[no-untyped-def]
+    """The demo board as `statesync dev` serves it: API with relay, a Celery worker running
+    workers/pricing.py, and the seeded catalog. Each opened page has its own context
+    (cookies, storage, network), like a separate browser window of another user."""
+    demo_settings = settings.model_copy(update={"demo": True})
+    pages: list[Page] = []
+    async with serve(demo_settings, demo_models, with_relay=True) as server:
+        await start_worker(demo_settings)
+        await seed_catalog(server.base_url)
+
+        async def open_page() -> tuple[BrowserContext, Page]:
+            context = await browser.new_context(viewport={"width": 1200, "height": 900})
+            page = await context.new_page()
+            pages.append(page)
+            await page.goto(server.base_url + "/")
+            await page.locator("#status[data-status=online]").wait_for()
+            return context, page
+
+        try:
+            yield Board(server, open_page)
+        finally:
+            if request.node.stash.get(FAILED, False):
+                await _screenshots(request.node.name, pages)
+
+
+async def _screenshots(test_name: str, pages: list[Page]) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for number, page in enumerate(pages, 1):
+        path: Path = SCREENSHOTS / f"{test_name}-page{number}.png"
+        try:
+            await page.screenshot(path=str(path), full_page=True)
+            print(f"screenshot: {path}")
+        except Exception as error:  # a crashed page cannot be shot; say so, keep the failure
+            print(f"no screenshot of page {number}: {error}")

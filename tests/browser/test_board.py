@@ -1,0 +1,138 @@
+"""The demo board in a real Chromium: two windows, a worker, offline edits, conflicts, reloads."""
+
+from __future__ import annotations
+
+import asyncpg
+from playwright.async_api import Locator, Page, expect
+
+from statesync.client import Client
+from tests.browser.conftest import Board
+
+SETTLE = 20_000  # ms: a worker round trip on a loaded 2-core machine, with room to spare
+ESPRESSO = 350
+
+
+def order_card(page: Page, order_id: str) -> Locator:
+    return page.locator(f'li.order[data-order-id="{order_id}"]')
+
+
+def quantity(card: Locator, sku: str) -> Locator:
+    return card.locator(f'li[data-sku="{sku}"] .qty')
+
+
+def more(card: Locator, sku: str) -> Locator:
+    return card.locator(f'li[data-sku="{sku}"] button.more')
+
+
+async def priced(card: Locator, total: str) -> None:
+    await expect(card).to_have_attribute("data-status", "PRICED", timeout=SETTLE)
+    await expect(card.locator(".total")).to_have_text(f"total {total}", timeout=SETTLE)
+
+
+async def order_with_espresso(board: Board, order_id: str, qty: int) -> None:
+    async with Client(board.server.base_url) as client:
+        await client.create("Order", {"customer": order_id, "items": [{"sku": "espresso", "qty": qty}]},
+                            id=order_id)
+
+
+async def changes_by_mutation(database_url: str, mutation_ids: list[str]) -> dict[str, int]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT mutation_id, count(*) AS n FROM statesync_changes "
+            "WHERE mutation_id = ANY($1::text[]) GROUP BY mutation_id", mutation_ids)
+    finally:
+        await connection.close()
+    return {row["mutation_id"]: row["n"] for row in rows}
+
+
+async def test_two_pages_stay_in_sync_and_an_order_appears_priced_in_both(board: Board) -> None:
+    _, ada = await board.open_page()
+    _, bob = await board.open_page()
+
+    await ada.fill("input[name=customer]", "Ada")
+    await ada.fill('input[data-sku="espresso"]', "2")
+    await ada.fill('input[data-sku="croissant"]', "1")
+    await ada.click("form#new-order button[type=submit]")
+
+    for page in (ada, bob):
+        card = page.locator("li.order", has=page.locator(".customer", has_text="Ada"))
+        await expect(card).to_have_count(1, timeout=SETTLE)
+        await priced(card, "$11.25")  # 2 x 3.50 + 4.25, computed by the worker
+        await expect(card.locator(".badge")).to_have_text("priced")
+
+
+async def test_offline_edits_queue_and_apply_exactly_once_back_online(board: Board) -> None:
+    await order_with_espresso(board, "offline-order", 1)
+    _, ada = await board.open_page()
+    bob_context, bob = await board.open_page()
+    ada_card, bob_card = order_card(ada, "offline-order"), order_card(bob, "offline-order")
+    await priced(bob_card, "$3.50")
+
+    await bob_context.set_offline(True)
+    await expect(bob.locator("#status")).to_have_attribute("data-status", "offline")
+    await more(bob_card, "espresso").click()
+    await expect(quantity(bob_card, "espresso")).to_have_text("2")
+    await more(bob_card, "espresso").click()
+    await expect(quantity(bob_card, "espresso")).to_have_text("3")
+    await expect(bob.locator("#queued")).to_have_attribute("data-count", "2")
+    queued: list[str] = await bob.evaluate("window.statesync.queued.map(c => c.mutationId)")
+    assert len(queued) == 2
+    await expect(quantity(ada_card, "espresso")).to_have_text("1")  # nothing left Bob's page
+
+    await bob_context.set_offline(False)
+    await expect(bob.locator("#queued")).to_have_attribute("data-count", "0", timeout=SETTLE)
+    for card in (ada_card, bob_card):
+        await expect(quantity(card, "espresso")).to_have_text("3", timeout=SETTLE)
+        await priced(card, f"${3 * ESPRESSO / 100:.2f}")
+    assert await changes_by_mutation(board.server.settings.database_url or "", queued) == {
+        queued[0]: 1, queued[1]: 1}
+
+
+async def test_a_conflicting_edit_rolls_back_to_the_servers_document(board: Board) -> None:
+    await order_with_espresso(board, "contested", 2)
+    _, ada = await board.open_page()
+    bob_context, bob = await board.open_page()
+    ada_card, bob_card = order_card(ada, "contested"), order_card(bob, "contested")
+    await priced(bob_card, "$7.00")
+
+    await bob_context.set_offline(True)
+    await expect(bob.locator("#status")).to_have_attribute("data-status", "offline")
+    await more(bob_card, "espresso").click()
+    await expect(quantity(bob_card, "espresso")).to_have_text("3")
+    bobs_edit: list[str] = await bob.evaluate("window.statesync.queued.map(c => c.mutationId)")
+
+    await ada_card.locator('li[data-sku="espresso"] button.less').click()
+    await expect(ada_card).not_to_have_class("order pending", timeout=SETTLE)
+    await priced(ada_card, "$3.50")
+
+    await bob_context.set_offline(False)
+    await expect(bob.locator("#notice")).to_be_visible(timeout=SETTLE)
+    await expect(bob.locator("#notice-text")).to_contain_text("Conflict")
+    await expect(quantity(bob_card, "espresso")).to_have_text("1")
+    await expect(bob.locator("#queued")).to_have_attribute("data-count", "0")
+    await priced(bob_card, "$3.50")
+    assert await changes_by_mutation(board.server.settings.database_url or "", bobs_edit) == {}
+
+
+async def test_a_reloaded_page_resumes_with_the_changes_made_meanwhile(board: Board) -> None:
+    for order_id in ("stays", "goes"):
+        await order_with_espresso(board, order_id, 1)
+    _, page = await board.open_page()
+    await priced(order_card(page, "stays"), "$3.50")
+    await priced(order_card(page, "goes"), "$3.50")
+
+    await page.goto("about:blank")  # the page is gone; its watches' cursors stay in the tab
+    async with Client(board.server.base_url) as client:
+        await client.update("Order", "stays", {"items": [{"sku": "espresso", "qty": 4}]})
+        await client.delete("Order", "goes")
+        await client.create("Order", {"customer": "new", "items": [{"sku": "bagel", "qty": 1}]},
+                            id="arrived")
+
+    await page.goto(board.url)
+    await expect(page.locator("#status")).to_have_attribute("data-status", "online")
+    assert await page.evaluate("[...window.statesync.watches].every(w => w.resumed)")
+    await expect(quantity(order_card(page, "stays"), "espresso")).to_have_text("4", timeout=SETTLE)
+    await priced(order_card(page, "stays"), "$14.00")
+    await expect(order_card(page, "goes")).to_have_count(0)
+    await priced(order_card(page, "arrived"), "$3.00")

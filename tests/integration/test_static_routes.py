@@ -1,0 +1,33 @@
+"""What every server serves besides GraphQL: the JS client; and the demo board only when asked."""
+
+from __future__ import annotations
+
+import httpx
+
+from statesync.config import Settings
+from statesync.models import ModelSpec
+from tests.conftest import RunningServer, serve
+
+
+async def test_every_server_serves_the_js_client_and_sends_home_to_graphiql(
+        server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        module = await http.get("/client/statesync.js")
+        assert module.status_code == 200
+        assert module.headers["content-type"].startswith("text/javascript")
+        vendored = await http.get("/client/vendor/graphql-ws/client.js")
+        assert "function createClient" in vendored.text
+        home = await http.get("/")
+        assert (home.status_code, home.headers["location"]) == (307, "/graphql")
+        assert (await http.get("/demo/board.js")).status_code == 404
+
+
+async def test_the_demo_board_needs_the_demo_schema(settings: Settings,
+                                                    demo_models: list[ModelSpec]) -> None:
+    demo = settings.model_copy(update={"demo": True})
+    async with serve(demo, demo_models) as running, httpx.AsyncClient(base_url=running.base_url) as http:
+        assert "order board" in (await http.get("/")).text
+        assert (await http.get("/demo/board.js")).status_code == 200
+    products_only = [spec for spec in demo_models if spec.name == "Product"]
+    async with serve(demo, products_only) as running, httpx.AsyncClient(base_url=running.base_url) as http:
+        assert (await http.get("/")).status_code == 307
