@@ -85,41 +85,53 @@ async def browser(chromium_path: str) -> AsyncIterator[Browser]:
             await launched.close()
 
 
+OpenPage = Callable[[str], Awaitable[tuple[BrowserContext, Page]]]
+
+
+@pytest.fixture
+async def open_page(request: pytest.FixtureRequest, browser: Browser) -> AsyncIterator[OpenPage]:
+    """Open a URL in a page of its own context (cookies, storage, network), like a window
+    of another user; wait until its client is online. Failing tests get screenshots."""
+    pages: list[Page] = []
+
+    async def open_url(url: str) -> tuple[BrowserContext, Page]:
+        context = await browser.new_context(viewport={"width": 1200, "height": 900})
+        page = await context.new_page()
+        pages.append(page)
+        await page.goto(url)
+        await page.locator("#status[data-status=online]").wait_for()
+        return context, page
+
+    try:
+        yield open_url
+    finally:
+        if request.node.stash.get(FAILED, False):
+            await _screenshots(request.node.name, pages)
+
+
 @dataclass
 class Board:
     server: RunningServer
-    open_page: Callable[[], Awaitable[tuple[BrowserContext, Page]]]
+    open_url: OpenPage
 
     @property
     def url(self) -> str:
         return self.server.base_url + "/"
 
+    async def open_page(self) -> tuple[BrowserContext, Page]:
+        return await self.open_url(self.url)
+
 
 @pytest.fixture
-async def board(request: pytest.FixtureRequest, settings: Settings, demo_models: list[ModelSpec],
-                browser: Browser, start_worker) -> AsyncIterator[Board]:  # type: ignore[no-untyped-def]
+async def board(settings: Settings, demo_models: list[ModelSpec], open_page: OpenPage,
+                start_worker) -> AsyncIterator[Board]:  # type: ignore[no-untyped-def]
     """The demo board as `statesync dev` serves it: API with relay, a Celery worker running
-    workers/pricing.py, and the seeded catalog. Each opened page has its own context
-    (cookies, storage, network), like a separate browser window of another user."""
+    workers/pricing.py, and the seeded catalog."""
     demo_settings = settings.model_copy(update={"demo": True})
-    pages: list[Page] = []
     async with serve(demo_settings, demo_models, with_relay=True) as server:
         await start_worker(demo_settings)
         await seed_catalog(server.base_url)
-
-        async def open_page() -> tuple[BrowserContext, Page]:
-            context = await browser.new_context(viewport={"width": 1200, "height": 900})
-            page = await context.new_page()
-            pages.append(page)
-            await page.goto(server.base_url + "/")
-            await page.locator("#status[data-status=online]").wait_for()
-            return context, page
-
-        try:
-            yield Board(server, open_page)
-        finally:
-            if request.node.stash.get(FAILED, False):
-                await _screenshots(request.node.name, pages)
+        yield Board(server, open_page)
 
 
 async def _screenshots(test_name: str, pages: list[Page]) -> None:

@@ -136,3 +136,17 @@ async def test_a_reloaded_page_resumes_with_the_changes_made_meanwhile(board: Bo
     await priced(order_card(page, "stays"), "$14.00")
     await expect(order_card(page, "goes")).to_have_count(0)
     await priced(order_card(page, "arrived"), "$3.00")
+
+
+async def test_the_client_follows_the_events_a_commit_caused(board: Board) -> None:
+    _, page = await board.open_page()
+    event = await page.evaluate("""async () => {
+        const sync = window.statesync;
+        const result = await sync.create("Order", { customer: "ev", items: [{ sku: "juice", qty: 2 }] });
+        return await new Promise((resolve) => {
+            sync.watchEvent(result.eventIds[0], (event) => { if (event.settled) resolve(event); });
+        });
+    }""")
+    assert event["type"] == "Order.created" and event["settled"] is True
+    assert [(d["handler"], d["status"]) for d in event["deliveries"]] == [
+        ("price_order", "SUCCEEDED")]
