@@ -7,12 +7,12 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, Optional
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ValidationCache
 from strawberry.types.unset import UNSET
 from strawberry.utils.str_converters import to_camel_case
 
 from statesync import documents as docs
-from statesync.api.errors import ErrorCodes
+from statesync.api.errors import ErrorCodes, SafeParserCache
 from statesync.api.events import EventMutations, EventQueries, EventSubscriptions
 from statesync.api.inputs import plain, to_filter, to_order
 from statesync.api.streams import Message, Target, stream
@@ -229,7 +229,7 @@ def build_schema(specs: Sequence[ModelSpec]) -> strawberry.Schema:
         query=strawberry.type(type("Query", (EventQueries,), query)),
         mutation=strawberry.type(type("Mutation", (EventMutations,), mutation)),
         subscription=strawberry.type(type("Subscription", (EventSubscriptions,), subscription)),
-        extensions=[lambda: ParserCache(maxsize=1000), lambda: ValidationCache(maxsize=1000),
+        extensions=[lambda: SafeParserCache(maxsize=1000), lambda: ValidationCache(maxsize=1000),
                     ErrorCodes],
     )
 

@@ -1,14 +1,16 @@
-"""The legacy graphql-ws protocol (subscriptions-transport-ws) works too."""
+"""Protocol edges: the legacy graphql-ws protocol works too; bad subscriptions get clear answers."""
 
 from __future__ import annotations
 
 import asyncio
 
 import orjson
+import pytest
 import websockets
+from websockets.typing import Subprotocol
 
 from tests.conftest import RunningServer
-from tests.support import WAIT, GraphQLClient
+from tests.support import WAIT, GraphQLClient, Subscriptions
 
 WATCH = 'subscription { product(id: "p1") { op version document { priceCents } } }'
 
@@ -39,3 +41,27 @@ async def test_legacy_graphql_ws_protocol(server: RunningServer, client: GraphQL
                                                           "document": {"priceCents": 2}}}}
         await ws.send(orjson.dumps({"id": "1", "type": "stop"}).decode())
         assert (await receive()) == {"id": "1", "type": "complete"}
+
+
+async def test_a_subscription_that_fails_validation_gets_a_coded_error_message(
+        server: RunningServer) -> None:
+    async with Subscriptions.connect(server.ws_url) as subs:
+        op_id = await subs.subscribe("subscription { nope { op } }")
+        message = await subs.message(op_id)
+    assert message["type"] == "error"
+    assert [e["extensions"]["code"] for e in message["payload"]] == ["GRAPHQL_VALIDATION_FAILED"]
+
+
+async def test_a_subscription_that_does_not_parse_closes_the_socket_with_the_syntax_error(
+        server: RunningServer) -> None:
+    async with websockets.connect(server.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]
+                                  ) as ws:
+        await ws.send(orjson.dumps({"type": "connection_init"}).decode())
+        assert orjson.loads(await ws.recv()) == {"type": "connection_ack"}
+        await ws.send(orjson.dumps({"id": "1", "type": "subscribe",
+                                    "payload": {"query": "subscription { products( { op } }"}}).decode())
+        with pytest.raises(websockets.ConnectionClosedError) as closed:
+            await asyncio.wait_for(ws.recv(), WAIT)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4400
+    assert closed.value.rcvd.reason.startswith("Syntax Error: Expected Name")
