@@ -23,7 +23,6 @@ import { createClient } from "graphql-ws";
 
 const RESYNC = "RESYNC";
 const REMOVALS = new Set(["DELETED", "EXPIRED", "REMOVED"]);
-const RETRYABLE_HTTP = new Set([502, 503, 504]);
 
 export class StatesyncError extends Error {
   constructor(code, message, extensions = {}) {
@@ -100,7 +99,8 @@ class Confirmed {
     const current = this.docs.get(id);
     if (current && version !== null && version !== undefined && current.version > version) return false;
     this.docs.delete(id);
-    this.removedAt.set(id, version ?? Number.MAX_SAFE_INTEGER);
+    const at = version ?? Number.MAX_SAFE_INTEGER;
+    this.removedAt.set(id, Math.max(this.removedAt.get(id) ?? at, at));
     return true;
   }
   replace(docs) {
@@ -171,9 +171,11 @@ class Watch {
     const change = Object.values(result.data)[0];
     if (change.op === RESYNC) return this.restart();
     if (change.op === "SNAPSHOT") {
-      this.snapshot = [...(this.snapshot ?? []), ...(change.documents ?? (change.document ? [change.document] : []))];
+      // Chunks of a snapshot cut off by a reconnect must not mix with the next snapshot's.
+      if (this.snapshot?.cursor !== change.cursor) this.snapshot = { cursor: change.cursor, docs: [] };
+      this.snapshot.docs.push(...(change.documents ?? (change.document ? [change.document] : [])));
       if (change.hasMore) return;
-      this.confirmed.replace(this.snapshot);
+      this.confirmed.replace(this.snapshot.docs);
       this.snapshot = null;
       this.ready = true;
     } else if (REMOVALS.has(change.op)) {
@@ -203,8 +205,10 @@ class Watch {
     this.start();
   }
 
-  apply(doc) {
+  apply(doc, fields) {
     if (this.id !== undefined && doc.id !== this.id) return;
+    // An answer selected with fewer fields than this watch shows would blank the rest.
+    if (fields !== null && !fields.includes(this.fields)) return;
     if (this.id === undefined && !this.confirmed.docs.has(doc.id) && !this.match(doc)) return;
     if (this.confirmed.upsert(doc)) this.emit();
   }
@@ -221,12 +225,13 @@ class Watch {
 
   emit() {
     if (!this.ready) return;
-    this.onValue(this.value, { resumed: this.resumed, cursor: this.payload.variables.since });
+    guarded(() => this.onValue(this.value, { resumed: this.resumed, cursor: this.payload.variables.since }));
   }
 
   close() {
     this.stop?.();
     this.client.watches.delete(this);
+    this.client.store.remove(this.storageKey);
   }
 }
 
@@ -247,12 +252,22 @@ class Store {
     if (!this.dirty.size) setTimeout(() => this.flush(), 0);
     this.dirty.set(key, produce);
   }
+  // A full or unavailable storage costs the reload cache, never the session.
   writeNow(key, value) {
-    this.storage?.setItem(`${this.prefix}:${key}`, JSON.stringify(value));
+    try {
+      this.storage?.setItem(`${this.prefix}:${key}`, JSON.stringify(value));
+    } catch (error) {
+      console.warn("statesync: could not save", key, error);
+    }
+  }
+  remove(key) {
+    this.dirty.delete(key);
+    this.storage?.removeItem(`${this.prefix}:${key}`);
   }
   flush() {
-    for (const [key, produce] of this.dirty) this.writeNow(key, produce());
+    const dirty = [...this.dirty];
     this.dirty.clear();
+    for (const [key, produce] of dirty) this.writeNow(key, produce());
   }
 }
 
@@ -263,7 +278,16 @@ class Emitter {
     this.listeners.get(name).add(fn);
     return () => this.listeners.get(name).delete(fn);
   }
-  emit(name, value) { for (const fn of this.listeners.get(name) ?? []) fn(value); }
+  emit(name, value) { for (const fn of this.listeners.get(name) ?? []) guarded(() => fn(value)); }
+}
+
+// A throwing callback of the caller's must not break the client's own bookkeeping.
+function guarded(fn) {
+  try {
+    fn();
+  } catch (error) {
+    console.error("statesync: a callback threw", error);
+  }
 }
 
 const newId = () => globalThis.crypto.randomUUID();
@@ -300,10 +324,13 @@ export class Statesync {
     this.flushing = false;
     this.retryTimer = null;
     this.status = "connecting";
+    this.closed = false;
     this.connect();
     // A browser that loses its network says so; treat it like the caller's setOnline.
-    globalThis.addEventListener?.("offline", () => this.setOnline(false));
-    globalThis.addEventListener?.("online", () => this.setOnline(true));
+    this.onBrowserOffline = () => this.setOnline(false);
+    this.onBrowserOnline = () => this.setOnline(true);
+    globalThis.addEventListener?.("offline", this.onBrowserOffline);
+    globalThis.addEventListener?.("online", this.onBrowserOnline);
   }
 
   on(name, fn) { return this.emitter.on(name, fn); }
@@ -315,7 +342,11 @@ export class Statesync {
   }
 
   connect() {
-    this.ws = createClient({
+    // A disposed client (after setOnline(false)) can still report a retry or a late close;
+    // only the current one may change the status or feed the watches.
+    let client = null; // createClient may report "connecting" before it returns
+    const current = () => client !== null && client === this.ws;
+    client = createClient({
       url: this.wsUrl,
       webSocketImpl: this.webSocketImpl,
       connectionParams: this.connectionParams,
@@ -325,11 +356,13 @@ export class Statesync {
       retryWait: (attempt) => new Promise((resolve) => setTimeout(resolve, jitteredDelay(attempt))),
       keepAlive: 10_000,
       on: {
-        connecting: () => this.setStatus("connecting"),
-        connected: () => { this.setStatus("online"); this.flush(); },
-        closed: () => { if (this.online) this.setStatus("connecting"); },
+        connecting: () => { if (current()) this.setStatus("connecting"); },
+        connected: () => { if (current()) { this.setStatus("online"); this.flush(); } },
+        closed: () => { if (current() && this.online) this.setStatus("connecting"); },
       },
     });
+    this.ws = client;
+    this.setStatus("connecting");
     for (const subscription of this.subscriptions) this.attach(subscription);
   }
 
@@ -343,9 +376,17 @@ export class Statesync {
 
   attach(subscription) {
     const ws = (subscription.ws = this.ws);
+    if (ws === null) { // offline: connect() attaches it
+      subscription.stop = () => {};
+      return;
+    }
     subscription.stop = ws.subscribe(subscription.payload, {
-      next: subscription.sink.next,
-      error: subscription.sink.error,
+      next: (result) => { if (ws === this.ws) subscription.sink.next(result); },
+      error: (error) => {
+        if (ws !== this.ws) return;
+        this.subscriptions.delete(subscription); // a watch that restarts subscribes anew
+        subscription.sink.error(error);
+      },
       // The server completed it (an event settled). Disposing a connection to go offline
       // completes everything too; those must be attached again when back online.
       complete: () => { if (ws === this.ws && this.online) this.subscriptions.delete(subscription); },
@@ -354,10 +395,11 @@ export class Statesync {
 
   /** Go offline (close the socket, queue commits) or back online (reconnect, resume, replay). */
   setOnline(online) {
-    if (online === this.online) return;
+    if (online === this.online || this.closed) return;
     this.online = online;
     if (!online) {
       this.ws.dispose();
+      this.ws = null; // what the disposed client still reports is stale from now on
       this.setStatus("offline");
       return;
     }
@@ -390,13 +432,22 @@ export class Statesync {
    * changes to other fields (a worker's status, say) are rebased over.
    */
   update(model, id, patch, { expectedVersion, fields } = {}) {
-    return this.commit({ op: "update", model, id, input: patch, fields,
-                         ...this.basedOn(model, id, expectedVersion, patch) });
+    return this.commitBasedOn({ op: "update", model, id, input: patch, fields }, expectedVersion, patch);
   }
 
   /** Delete; with `expectedVersion: "current"`, only if nobody changed it since it was seen. */
   delete(model, id, { expectedVersion, fields } = {}) {
-    return this.commit({ op: "delete", model, id, fields, ...this.basedOn(model, id, expectedVersion) });
+    return this.commitBasedOn({ op: "delete", model, id, fields }, expectedVersion);
+  }
+
+  commitBasedOn(request, expectedVersion, patch) {
+    let based;
+    try {
+      based = this.basedOn(request.model, request.id, expectedVersion, patch);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.commit({ ...request, ...based });
   }
 
   basedOn(model, id, expectedVersion, patch) {
@@ -442,7 +493,7 @@ export class Statesync {
 
   // Send pending commits one at a time, in order: a later edit may build on an earlier one.
   async flush() {
-    if (this.flushing || !this.online) return;
+    if (this.flushing || !this.online || this.closed) return;
     this.flushing = true;
     try {
       while (this.online && this.pending.length) {
@@ -477,13 +528,24 @@ export class Statesync {
       headers: { "content-type": "application/json", accept: "application/json" },
       body: JSON.stringify({ query: mutationFor(commit.model, commit.op, commit.fields ?? ""), variables }),
     });
-    if (RETRYABLE_HTTP.has(response.status)) throw new Error(`HTTP ${response.status}`);
+    const body = await response.json().catch(() => null);
+    if (body && (body.data || body.errors?.length)) {
+      this.retryAttempt = 0;
+      return body;
+    }
+    // Not GraphQL: a proxy, a gateway, an auth layer. Server trouble and throttling may
+    // pass; any other client error will not, so it refuses the commit.
+    if (response.status >= 500 || response.status === 429 || response.status === 408) {
+      throw new Error(`HTTP ${response.status}`);
+    }
     this.retryAttempt = 0;
-    return response.json();
+    return { errors: [{ message: `HTTP ${response.status} with no GraphQL answer`,
+                        extensions: { code: "HTTP_ERROR", status: response.status } }] };
   }
 
   answered(commit, answer) {
-    const error = answer.errors?.[0];
+    const error = answer.errors?.[0] ?? (answer.data?.result ? undefined
+      : { message: "the answer has no result", extensions: { code: "BAD_RESPONSE" } });
     if (error && this.rebase(commit, error)) {
       this.saveQueue(); // still first in line, sent again with the new expectedVersion
       return;
@@ -495,7 +557,7 @@ export class Statesync {
       const code = error.extensions?.code ?? "INTERNAL_SERVER_ERROR";
       // Commits built on this one were made against a state the server refused.
       const dropped = this.dropDependents(commit.mutationId);
-      if (error.extensions?.current) this.confirm(commit.model, error.extensions.current);
+      if (error.extensions?.current) this.confirm(commit.model, error.extensions.current, null);
       this.saveQueue();
       this.render(commit.model);
       const failure = new StatesyncError(code, error.message, error.extensions ?? {});
@@ -509,7 +571,7 @@ export class Statesync {
       if (later.after === commit.mutationId) { later.expectedVersion = result.version; delete later.after; }
     }
     if (REMOVALS.has(result.op)) this.removeConfirmed(commit.model, result.id, result.version);
-    else if (result.document) this.confirm(commit.model, result.document);
+    else if (result.document) this.confirm(commit.model, result.document, commit.fields ?? "");
     this.saveQueue();
     this.render(commit.model);
     this.emitter.emit("committed", { commit, result });
@@ -526,7 +588,7 @@ export class Statesync {
     if (!unchanged) return false;
     commit.expectedVersion = current.version;
     commit.rebases = (commit.rebases ?? 0) + 1;
-    this.confirm(commit.model, current);
+    this.confirm(commit.model, current, null);
     return true;
   }
 
@@ -545,7 +607,8 @@ export class Statesync {
     this.waiters.delete(commit.mutationId);
   }
 
-  confirm(model, doc) { for (const w of this.watches) if (w.model === model) w.apply(doc); }
+  /** `fields`: the selection `doc` was read with; null for a whole document. */
+  confirm(model, doc, fields) { for (const w of this.watches) if (w.model === model) w.apply(doc, fields); }
 
   removeConfirmed(model, id, version) {
     for (const w of this.watches) if (w.model === model) w.removeConfirmed(id, version);
@@ -556,11 +619,15 @@ export class Statesync {
   /** Commits not yet answered by the server (queued offline, or in flight). */
   get queued() { return this.pending.map(({ mutationId, op, model, id }) => ({ mutationId, op, model, id })); }
 
+  /** Stop everything. Watches' caches are dropped; queued commits stay for the next client. */
   close() {
+    this.closed = true;
+    globalThis.removeEventListener?.("offline", this.onBrowserOffline);
+    globalThis.removeEventListener?.("online", this.onBrowserOnline);
     for (const watch of [...this.watches]) watch.close();
     this.store.flush();
     clearTimeout(this.retryTimer);
-    this.ws.dispose();
+    this.ws?.dispose();
   }
 }
 
