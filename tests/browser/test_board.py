@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import BrowserContext, Locator, Page, expect
 
 from statesync.client import Client
 from tests.browser.conftest import Board
@@ -62,15 +64,30 @@ async def test_two_pages_stay_in_sync_and_an_order_appears_priced_in_both(board:
         await expect(card.locator(".badge")).to_have_text("priced")
 
 
-async def test_offline_edits_queue_and_apply_exactly_once_back_online(board: Board) -> None:
-    await order_with_espresso(board, "offline-order", 1)
+@dataclass
+class TwoWindows:
+    ada_card: Locator
+    bob: Page
+    bob_card: Locator
+    bob_context: BrowserContext
+
+
+async def bob_offline_beside_ada(board: Board, order_id: str, qty: int, total: str) -> TwoWindows:
+    """An order of `qty` espressos, priced, shown to Ada and to Bob; then Bob's network goes."""
+    await order_with_espresso(board, order_id, qty)
     _, ada = await board.open_page()
     bob_context, bob = await board.open_page()
-    ada_card, bob_card = order_card(ada, "offline-order"), order_card(bob, "offline-order")
-    await priced(bob_card, "$3.50")
-
+    windows = TwoWindows(order_card(ada, order_id), bob, order_card(bob, order_id), bob_context)
+    await priced(windows.bob_card, total)
     await bob_context.set_offline(True)
     await expect(bob.locator("#status")).to_have_attribute("data-status", "offline")
+    return windows
+
+
+async def test_offline_edits_queue_and_apply_exactly_once_back_online(board: Board) -> None:
+    windows = await bob_offline_beside_ada(board, "offline-order", 1, "$3.50")
+    ada_card, bob, bob_card, bob_context = (windows.ada_card, windows.bob, windows.bob_card,
+                                            windows.bob_context)
     await more(bob_card, "espresso").click()
     await expect(quantity(bob_card, "espresso")).to_have_text("2")
     await more(bob_card, "espresso").click()
@@ -90,14 +107,9 @@ async def test_offline_edits_queue_and_apply_exactly_once_back_online(board: Boa
 
 
 async def test_a_conflicting_edit_rolls_back_to_the_servers_document(board: Board) -> None:
-    await order_with_espresso(board, "contested", 2)
-    _, ada = await board.open_page()
-    bob_context, bob = await board.open_page()
-    ada_card, bob_card = order_card(ada, "contested"), order_card(bob, "contested")
-    await priced(bob_card, "$7.00")
-
-    await bob_context.set_offline(True)
-    await expect(bob.locator("#status")).to_have_attribute("data-status", "offline")
+    windows = await bob_offline_beside_ada(board, "contested", 2, "$7.00")
+    ada_card, bob, bob_card, bob_context = (windows.ada_card, windows.bob, windows.bob_card,
+                                            windows.bob_context)
     await more(bob_card, "espresso").click()
     await expect(quantity(bob_card, "espresso")).to_have_text("3")
     bobs_edit: list[str] = await bob.evaluate("window.statesync.queued.map(c => c.mutationId)")
