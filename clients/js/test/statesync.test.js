@@ -1,0 +1,173 @@
+// The client's bookkeeping against an in-memory server: run with `npm test` in clients/js
+// (tests/unit/test_js_client.py runs it as part of the suite).
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+
+import { createStatesync } from "../statesync.js";
+import { FakeServer, memoryStorage, until } from "./fake_server.js";
+
+const clients = [];
+afterEach(() => { while (clients.length) clients.pop().close(); });
+
+function connect(server, storage = memoryStorage()) {
+  const sync = createStatesync({ url: "http://fake/graphql", webSocketImpl: server.WebSocket,
+                                 fetch: server.fetch, storage });
+  clients.push(sync);
+  return sync;
+}
+
+function watchAll(sync, options = {}) {
+  const seen = { value: undefined };
+  seen.watch = sync.watch({ model: "Order", fields: "note", ...options }, (value) => { seen.value = value; });
+  return seen;
+}
+
+const doc = (id, version, note = "") => ({ id, version, note });
+const ids = (value) => value.map((d) => `${d.id}@${d.version}`);
+const committed = (op, document) => ({ status: 200, body: { data: { result: {
+  op, id: document.id, version: document.version, replayed: false, eventIds: [], changedFields: [], document } } } });
+
+test("a snapshot, then deltas applied by version: nothing moves backwards", async () => {
+  const server = new FakeServer();
+  server.onSubscribe = (ws, m) => {
+    ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "5", documents: [doc("a", 2), doc("b", 1)] } });
+    ws.next(m.id, { orders: { op: "UPDATED", cursor: "6", id: "a", version: 3, document: doc("a", 3, "new") } });
+    ws.next(m.id, { orders: { op: "UPDATED", cursor: "6", id: "a", version: 2, document: doc("a", 2, "old") } });
+    ws.next(m.id, { orders: { op: "REMOVED", cursor: "7", id: "b", version: 2 } });
+    ws.next(m.id, { orders: { op: "UPDATED", cursor: "7", id: "b", version: 1, document: doc("b", 1) } });
+  };
+  const seen = watchAll(connect(server));
+  await until(() => seen.value?.length === 1 && seen.value[0].version === 3, "a@3 alone");
+  assert.deepEqual(seen.value, [doc("a", 3, "new")]);
+});
+
+test("a snapshot cut off by a reconnect does not mix with the next one", async () => {
+  const server = new FakeServer();
+  server.onSubscribe = (ws, m) => {
+    if (server.subscribes().length === 1) {
+      ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "10", documents: [doc("a", 1), doc("ghost", 1)], hasMore: true } });
+      setTimeout(() => ws.drop(), 2);
+    } else {
+      ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "12", documents: [doc("a", 1), doc("b", 1)] } });
+    }
+  };
+  const seen = watchAll(connect(server));
+  await until(() => seen.value, "a snapshot");
+  assert.deepEqual(ids(seen.value), ["a@1", "b@1"]);
+  assert.equal(server.subscribes()[1].payload.variables.since, null); // no cursor yet to resume from
+});
+
+test("a reconnect resubscribes with since; RESYNC starts over from a snapshot", async () => {
+  const server = new FakeServer();
+  server.onSubscribe = (ws, m) => {
+    const n = server.subscribes().length;
+    if (n === 1) {
+      ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "3", documents: [doc("a", 1)] } });
+      ws.next(m.id, { orders: { op: "CREATED", cursor: "4", id: "b", version: 1, document: doc("b", 1) } });
+      setTimeout(() => ws.drop(), 2);
+    } else if (n === 2) {
+      ws.next(m.id, { orders: { op: "RESYNC", cursor: "4" } });
+    } else {
+      ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "9", documents: [doc("c", 1)] } });
+    }
+  };
+  const seen = watchAll(connect(server));
+  await until(() => seen.value?.[0]?.id === "c", "the fresh snapshot");
+  assert.deepEqual(server.subscribes().map((m) => m.payload.variables.since), [null, "4", null]);
+  assert.deepEqual(ids(seen.value), ["c@1"]);
+});
+
+test("an optimistic edit shows at once; a CONFLICT rolls back to the server's document", async () => {
+  const server = new FakeServer();
+  server.onSubscribe = (ws, m) => ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "1", documents: [doc("a", 1, "v1")] } });
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  server.answer = async () => {
+    await held;
+    return { status: 200, body: { data: null, errors: [{ message: "stale", extensions: {
+      code: "CONFLICT", current: { ...doc("a", 2, "theirs"), customer: "x" } } }] } };
+  };
+  const sync = connect(server);
+  const seen = watchAll(sync);
+  await until(() => seen.value, "the snapshot");
+  const conflicts = [];
+  sync.on("conflict", (e) => conflicts.push(e));
+  const first = sync.update("Order", "a", { note: "mine" }, { expectedVersion: "current" });
+  const second = sync.update("Order", "a", { note: "mine again" }, { expectedVersion: "current" });
+  assert.equal(seen.value[0].note, "mine again");
+  assert.equal(seen.value[0].pending, true);
+  release();
+  await assert.rejects(first, { code: "CONFLICT" });
+  await assert.rejects(second, { code: "CONFLICT" }); // built on the refused one
+  assert.deepEqual(seen.value.map((d) => [d.id, d.version, d.note, d.pending]), [["a", 2, "theirs", undefined]]);
+  assert.equal(conflicts.length, 1);
+  assert.equal(server.requests.length, 1);
+});
+
+test("a CONFLICT on fields the edit does not touch is rebased and sent again", async () => {
+  const server = new FakeServer();
+  server.onSubscribe = (ws, m) => ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "1", documents: [doc("a", 1, "v1")] } });
+  server.answer = (body) => (server.requests.length === 1
+    ? { status: 200, body: { data: null, errors: [{ message: "stale", extensions: {
+        code: "CONFLICT", current: { ...doc("a", 2, "v1"), status: "PRICED" } } }] } }
+    : committed("UPDATED", doc("a", 3, body.variables.patch.note)));
+  const sync = connect(server);
+  const seen = watchAll(sync);
+  await until(() => seen.value, "the snapshot");
+  const result = await sync.update("Order", "a", { note: "mine" }, { expectedVersion: "current" });
+  const [first, second] = server.requests;
+  assert.equal(result.version, 3);
+  assert.deepEqual([first.variables.expectedVersion, second.variables.expectedVersion], [1, 2]);
+  assert.equal(first.variables.mutationId, second.variables.mutationId);
+  assert.deepEqual(seen.value, [doc("a", 3, "mine")]);
+});
+
+test("offline commits queue, survive a reload, and replay in order with their mutation ids", async () => {
+  const server = new FakeServer();
+  let version = 1;
+  server.onSubscribe = (ws, m) => ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: String(version),
+                                                             documents: [doc("a", version)] } });
+  const storage = memoryStorage();
+  const sync = connect(server, storage);
+  const seen = watchAll(sync);
+  await until(() => sync.status === "online" && seen.value, "online, with the snapshot");
+  const statuses = [];
+  sync.on("status", (s) => statuses.push(s));
+  sync.setOnline(false);
+  sync.update("Order", "a", { note: "one" }).catch(() => {});
+  sync.update("Order", "a", { note: "two" }).catch(() => {});
+  assert.equal(seen.value[0].note, "two");
+  assert.equal(server.requests.length, 0);
+  const queued = sync.queued.map((c) => c.mutationId);
+
+  // The page reloads while offline: a new client on the same storage (the old one stays inert).
+  server.answer = (body) => committed("UPDATED", doc("a", ++version, body.variables.patch.note));
+  const reloaded = connect(server, storage);
+  const again = watchAll(reloaded);
+  await until(() => server.requests.length === 2 && reloaded.queued.length === 0, "the replay");
+  assert.deepEqual(server.requests.map((r) => r.variables.mutationId), queued);
+  assert.deepEqual(server.requests.map((r) => r.variables.patch.note), ["one", "two"]);
+  await until(() => again.value?.[0]?.version === 3, "the answers applied");
+  assert.deepEqual(statuses, ["offline"]); // the disposed connection said nothing more
+});
+
+test("a lost answer is sent again with the same mutation id; a 401 is refused", async () => {
+  const server = new FakeServer();
+  server.answer = () => (server.requests.length === 1 ? { fail: true }
+    : server.requests.length === 2 ? committed("CREATED", doc("n", 1)) : { status: 401, body: { detail: "no" } });
+  const sync = connect(server);
+  const created = await sync.create("Order", { note: "x" }, { id: "n" });
+  assert.equal(created.version, 1);
+  assert.equal(server.requests[0].variables.mutationId, server.requests[1].variables.mutationId);
+  await assert.rejects(sync.delete("Order", "n"), { code: "HTTP_ERROR" });
+  assert.equal(sync.queued.length, 0);
+});
+
+test("a full storage costs the cache, never the commit", async () => {
+  const server = new FakeServer();
+  server.answer = () => committed("CREATED", doc("n", 1));
+  const sync = connect(server, memoryStorage(10));
+  const created = await sync.create("Order", { note: "x".repeat(100) }, { id: "n" });
+  assert.equal(created.id, "n");
+  assert.equal(server.requests.length, 1);
+});
