@@ -57,6 +57,10 @@ class StatesyncGraphQL(GraphQL[dict[str, Any], None]):
             response = JSONResponse(body, status_code=exc.status_code)
         await response(scope, receive, send)
 
+    def encode_json(self, data: object) -> str:
+        # Every websocket frame and HTTP answer passes here: orjson is ~10x json.dumps.
+        return orjson.dumps(data).decode()
+
     async def process_result(self, request: Request, result: Any) -> Any:
         # Parse failures never reach the schema's extensions; code them here too.
         if result.errors:

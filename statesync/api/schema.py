@@ -15,6 +15,7 @@ from statesync import documents as docs
 from statesync.api.errors import ErrorCodes, SafeParserCache
 from statesync.api.events import EventMutations, EventQueries, EventSubscriptions
 from statesync.api.inputs import plain, to_filter, to_order
+from statesync.api.shared_execution import SharedEventExecutor
 from statesync.api.streams import Message, Target, stream
 from statesync.api.types import ChangeOp, ModelTypes, PageInfo, TypeFactory
 from statesync.errors import BadInput, InvalidCursor
@@ -231,6 +232,7 @@ def build_schema(specs: Sequence[ModelSpec]) -> strawberry.Schema:
         subscription=strawberry.type(type("Subscription", (EventSubscriptions,), subscription)),
         extensions=[lambda: SafeParserCache(maxsize=1000), lambda: ValidationCache(maxsize=1000),
                     ErrorCodes],
+        execution_context_class=SharedEventExecutor,
     )
 
 

@@ -41,6 +41,16 @@ class ChangeOp(enum.Enum):
     RESYNC = "RESYNC"
 
 
+class ChangeMessage:
+    """Base of every generated ``<Model>Change``: what the fan-out recognises a message by
+    (see statesync.api.shared_execution). A message about a change carries its
+    ``changed_fields``; snapshots and RESYNC do not."""
+
+    op: ChangeOp
+    cursor: str
+    changed_fields: list[str] | None
+
+
 @strawberry.enum
 class SortDirection(enum.Enum):
     ASC = "ASC"
@@ -244,7 +254,7 @@ class TypeFactory:
                 "changed_fields": list[str], "event_ids": list[strawberry.ID],
                 "replayed": bool,
             }}))
-        change = strawberry.type(type(f"{spec.name}Change", (), {
+        change = strawberry.type(type(f"{spec.name}Change", (ChangeMessage,), {
             "__doc__": "One subscription message: a snapshot, a change, or a request to resync.",
             "__annotations__": {
                 "op": ChangeOp, "cursor": str,
