@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from statesync.config import Settings, asyncpg_url
@@ -20,9 +21,16 @@ def _url() -> str:
     return asyncpg_url(url)
 
 
-def _run(connection: object) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)  # type: ignore[arg-type]
+# Several `statesync serve` started at once on a new database each run the migrations;
+# this lock (held until the migration transaction ends) makes them take turns, and the
+# later ones then find the schema current.
+MIGRATION_LOCK = 0x5747_4D49  # arbitrary, fixed: "statesync migrations"
+
+
+def _run(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -164,13 +165,23 @@ def build_relay(settings: Settings, engine: AsyncEngine) -> Relay:
 
 
 async def run_relay(settings: Settings) -> None:
-    """`statesync relay`: the relay alone, until interrupted."""
+    """`statesync relay`: the relay alone, until interrupted (Ctrl-C) or told to stop
+    (SIGTERM, what `docker stop` and Kubernetes send): either way it releases its role
+    and connections and exits 0."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from statesync.config import asyncpg_url
 
     engine = create_async_engine(asyncpg_url(settings.database_url or ""), pool_size=4)
+    relaying = asyncio.create_task(build_relay(settings, engine).run(), name="relay")
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, relaying.cancel)
     try:
-        await build_relay(settings, engine).run()
+        await relaying
+    except asyncio.CancelledError:
+        if not relaying.cancelled():
+            raise  # we were cancelled ourselves (Ctrl-C): let asyncio.run see it
+        log.info("relay stopped")
     finally:
+        loop.remove_signal_handler(signal.SIGTERM)
         await engine.dispose()

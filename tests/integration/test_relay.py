@@ -247,3 +247,18 @@ async def test_two_relays_pumping_at_once_send_each_delivery_once(
     deliveries = {(r["event_id"], r["handler"]) for r in await db.fetch(
         "SELECT event_id::text AS event_id, handler FROM statesync_deliveries")}
     assert set(sent) == deliveries
+
+
+# ---- SIGTERM (docker stop, Kubernetes): the relay gives up its role and exits 0 -------------
+
+async def test_sigterm_stops_the_relay_cleanly_and_frees_its_role(
+        settings: Settings, db: asyncpg.Connection,
+        start_relay: Callable[[Settings], RelayProcess]) -> None:
+    relay = start_relay(settings)
+    await eventually(lambda: logged_active(relay), what="the relay to take its role")
+    assert await lock_holder(db) is not None
+    relay.process.send_signal(signal.SIGTERM)
+    returncode = await asyncio.to_thread(relay.process.wait, 15)
+    assert returncode == 0, "".join(relay.lines[-30:])
+    assert await lock_holder(db) is None
+    assert any("relay stopped" in line for line in relay.lines)
