@@ -132,7 +132,8 @@ async def running(settings: Settings, specs: list[ModelSpec], *, with_relay: boo
     runtime = Runtime(settings, engine, redis, channels, hub, sequencer, model_table(specs))
     tasks = [
         asyncio.create_task(sequencer.run(), name="sequencer"),
-        asyncio.create_task(listen(redis, channels, hub, sequencer, settings.feed_poll_interval),
+        asyncio.create_task(listen(redis, channels, hub, sequencer, runtime.delivery_changes,
+                                   settings.feed_poll_interval),
                             name="feed-listener"),
     ]
     if with_relay:

@@ -85,6 +85,12 @@ def _build_worker(settings: Settings) -> DeliveryWorker:
         except redis.RedisError:  # only latency is lost: the sequencer also polls
             log.warning("could not wake the sequencer", exc_info=True)
 
+    def delivery_changed(event_id: str) -> None:
+        try:
+            client.publish(channels.deliveries, event_id)
+        except redis.RedisError:  # only latency is lost: watchers also re-read
+            log.warning("could not announce a delivery change", exc_info=True)
+
     return DeliveryWorker(
         engine=engine,
         handlers=Handlers.of(load_handlers(settings.workers_path)),
@@ -92,6 +98,7 @@ def _build_worker(settings: Settings) -> DeliveryWorker:
         max_document_bytes=settings.max_document_bytes,
         handler_timeout=settings.handler_timeout,
         after_commit=wake_sequencer,
+        delivery_changed=delivery_changed,
     )
 
 

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         default=0.5,
         description="Seconds between safety polls of the change feed (wake-ups make it faster).",
     )
+    event_poll_interval: float = Field(
+        default=2.0,
+        description="Seconds between the `event(id)` subscription's safety re-reads "
+                    "(workers' wake-ups make it faster).",
+    )
     db_pool_size: int = Field(default=20, description="PostgreSQL connections per API process.")
     graphiql: bool = Field(default=True, description="Serve GraphiQL at /graphql.")
     demo: bool = Field(

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from statesync import documents as docs
 from statesync.feed.change import document_from_json
-from statesync.handlers import Event, Handlers
+from statesync.handlers import Event, Handler, Handlers
 from statesync.store import statements as q
 from statesync.store.commits import Model, commit_steps, emit_steps, run_sync
 
@@ -91,6 +91,7 @@ class DeliveryWorker:
     max_document_bytes: int
     handler_timeout: float
     after_commit: Callable[[], None] = lambda: None  # wakes the sequencer
+    delivery_changed: Callable[[str], None] = lambda event_id: None  # wakes `event(id)` watchers
 
     def deliver(self, event_id: str, handler_name: str) -> str:
         """Run one attempt; returns the delivery's status afterwards (or why it was skipped)."""
@@ -100,7 +101,15 @@ class DeliveryWorker:
         claimed = self._claim(event_id, handler_name)
         if claimed is None:
             return "skipped"
+        self.delivery_changed(event_id)
         event, run = claimed
+        try:
+            return self._attempt(handler, event, run, event_id, handler_name)
+        finally:
+            self.delivery_changed(event_id)
+
+    def _attempt(self, handler: Handler, event: Event, run: _Run, event_id: str,
+                 handler_name: str) -> str:
         tx = StagedTx(self.engine)
         try:
             handler.fn(event, tx)

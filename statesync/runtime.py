@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from statesync import documents as docs
 from statesync.config import Settings
 from statesync.feed.bus import wake_sequencer
 from statesync.feed.channels import Channels
+from statesync.feed.delivery_changes import DeliveryChanges
 from statesync.feed.hub import Hub
 from statesync.feed.sequencer import Sequencer
 from statesync.store.commits import CommitResult, Emitted, Model, commit_steps, emit_steps, run_async
@@ -29,6 +30,7 @@ class Runtime:
     hub: Hub
     sequencer: Sequencer
     models: Mapping[str, Model]
+    delivery_changes: DeliveryChanges = field(default_factory=DeliveryChanges)
 
     async def commit(self, write: docs.Write, *, mutation_id: str | None = None) -> CommitResult:
         """Commit one write in its own transaction, then wake the sequencer."""
@@ -58,6 +60,8 @@ class Runtime:
                 redeliver(event_id, handler, datetime.now(UTC)))).scalars())
             if handlers:
                 await connection.execute(notify_relay())
+        if handlers:
+            self.delivery_changes.notify(event_id)  # our own watchers; the relay takes it on
         return handlers
 
     async def wake_sequencer(self) -> None:

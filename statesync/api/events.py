@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import uuid
 from collections.abc import AsyncGenerator
@@ -16,7 +17,6 @@ from statesync.errors import BadInput, NotFound
 from statesync.runtime import Runtime
 from statesync.store import statements as q
 
-WATCH_POLL_INTERVAL = 0.2  # seconds; deliveries change in workers, outside the change feed
 MAX_EVENTS_PAGE = 500
 
 
@@ -174,14 +174,21 @@ class EventSubscriptions:
     async def event(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Event, None]:
         runtime = _runtime(info)
         last: Any = None
-        while True:
-            event = await _one(runtime, id)
-            if event is None:
-                raise NotFound(f"no event {id!r}", id=id)
-            state = (event.relayed, [(d.handler, d.status, d.attempts) for d in event.deliveries])
-            if state != last:
-                last = state
-                yield event
-            if event.settled():
-                return
-            await asyncio.sleep(WATCH_POLL_INTERVAL)  # polled: see WATCH_POLL_INTERVAL
+        with runtime.delivery_changes.watch(str(id)) as changed:
+            while True:
+                changed.clear()  # before reading: a change from now on wakes the next read
+                event = await _one(runtime, id)
+                if event is None:
+                    raise NotFound(f"no event {id!r}", id=id)
+                state = (event.relayed,
+                         [(d.handler, d.status, d.attempts) for d in event.deliveries])
+                if state != last:
+                    last = state
+                    yield event
+                if event.settled():
+                    return
+                # Workers announce delivery changes; the relay's (relayed, dispatched) and a
+                # lost announcement are caught by this re-read.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(runtime.settings.event_poll_interval):
+                        await changed.wait()

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from statesync.feed.change import decode_batch
 from statesync.feed.channels import Channels
+from statesync.feed.delivery_changes import DeliveryChanges
 from statesync.feed.hub import Hub
 from statesync.feed.sequencer import Sequencer
 
@@ -20,14 +21,15 @@ RECONNECT_DELAY = 0.5
 
 
 async def listen(redis: aioredis.Redis, channels: Channels, hub: Hub, sequencer: Sequencer,
-                 poll_interval: float) -> None:
-    """Feed batches to the hub and wake-ups to the sequencer, forever."""
+                 deliveries: DeliveryChanges, poll_interval: float) -> None:
+    """Feed batches to the hub, wake-ups to the sequencer, delivery changes to their
+    watchers, forever."""
     while True:
         try:
             async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                await pubsub.subscribe(channels.feed, channels.wake)
+                await pubsub.subscribe(channels.feed, channels.wake, channels.deliveries)
                 await hub.catch_up()  # after subscribing: whatever we missed is in the changelog
-                await _pump(pubsub, channels, hub, sequencer, poll_interval)
+                await _pump(pubsub, channels, hub, sequencer, deliveries, poll_interval)
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             log.warning("lost Redis pub/sub (%s); reconnecting and refilling", exc)
             await asyncio.sleep(RECONNECT_DELAY)  # back off before reconnecting
@@ -44,8 +46,9 @@ def _transient(exc: sa.exc.DBAPIError) -> bool:
 
 
 async def _pump(pubsub: aioredis.client.PubSub, channels: Channels, hub: Hub,
-                sequencer: Sequencer, poll_interval: float) -> None:
+                sequencer: Sequencer, deliveries: DeliveryChanges, poll_interval: float) -> None:
     feed, wake = channels.feed.encode(), channels.wake.encode()
+    delivery = channels.deliveries.encode()
     while True:
         message = await pubsub.get_message(timeout=poll_interval)
         if message is None:
@@ -56,6 +59,8 @@ async def _pump(pubsub: aioredis.client.PubSub, channels: Channels, hub: Hub,
             await hub.on_batch(decode_batch(message["data"]))
         elif channel == wake:
             sequencer.wake()
+        elif channel == delivery:
+            deliveries.notify(message["data"].decode())
 
 
 async def wake_sequencer(redis: aioredis.Redis, channels: Channels) -> None:

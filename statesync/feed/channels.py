@@ -15,6 +15,11 @@ class Channels:
         return f"{self.prefix}:feed"
 
     @property
+    def deliveries(self) -> str:
+        """An event's deliveries changed (the payload is its id): wakes `event(id)` watchers."""
+        return f"{self.prefix}:deliveries"
+
+    @property
     def wake(self) -> str:
         """A commit happened: the active sequencer should look for new changes."""
         return f"{self.prefix}:wake"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from tests.conftest import CeleryWorker, RunningServer
+from statesync.config import Settings
+from statesync.models import ModelSpec
+from tests.conftest import CeleryWorker, RunningServer, serve
 from tests.support import GraphQLClient, Subscriptions
 
 WATCH = """subscription($id: ID!) { event(id: $id) { type relayed settled
@@ -53,3 +55,26 @@ async def test_custom_events_are_idempotent_and_redeliver_needs_a_finished_deliv
     missing = await client.error('mutation($id: ID!) { redeliverEvent(id: $id) { id } }',
                                  {"id": first["eventId"]})
     assert missing["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_the_event_watch_is_woken_by_the_worker_not_by_polling(
+        settings: Settings, demo_models: list[ModelSpec],
+        start_worker: Callable[..., Awaitable[CeleryWorker]]) -> None:
+    """With re-reads a minute apart, only the worker's announcements can bring the
+    updates within the test's patience (WAIT, 10 s)."""
+    patient = settings.model_copy(update={"event_poll_interval": 60.0})
+    async with serve(patient, demo_models, with_relay=True) as running:
+        client = GraphQLClient(running.base_url)
+        async with Subscriptions.connect(running.ws_url) as subs:
+            created = (await client.data('mutation { createOrder(id: "o1", input: {customer: '
+                                         '"ann", items: []}) { eventIds } }'))["createOrder"]
+            op = await subs.subscribe(WATCH, {"id": created["eventIds"][0]})
+            first = await subs.next(op)  # read at once, before any worker exists
+            assert first["settled"] is False
+            await start_worker(patient)
+            states = [first]
+            while not states[-1]["settled"]:
+                states.append(await subs.next(op))
+        await client.aclose()
+    assert states[-1]["deliveries"] == [{"handler": "price_order", "status": "SUCCEEDED",
+                                         "attempts": 1}]
