@@ -19,12 +19,14 @@ from statesync.delivery import DeliveryWorker
 from statesync.feed.channels import Channels
 from statesync.handlers import Handlers
 from statesync.loader import load_handlers, load_models
+from statesync.retention import prune
 from statesync.sweeper import sweep_expired
 
 log = logging.getLogger(__name__)
 
 DELIVER = "statesync.deliver"
 SWEEP = "statesync.sweep_expired"
+PRUNE = "statesync.prune"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -43,8 +45,10 @@ def create_celery(settings: Settings) -> Celery:
         # Redis redelivers unacknowledged tasks after this; the relay's lease acts sooner.
         broker_transport_options={"visibility_timeout": int(settings.handler_timeout * 2) + 60},
         worker_hijack_root_logger=False,
-        beat_schedule={"sweep-expired": {"task": SWEEP,
-                                         "schedule": timedelta(seconds=settings.sweep_interval)}},
+        beat_schedule={
+            "sweep-expired": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_interval)},
+            "prune": {"task": PRUNE, "schedule": timedelta(seconds=settings.prune_interval)},
+        },
     )
     app.conf.statesync_settings = settings
 
@@ -59,6 +63,12 @@ def create_celery(settings: Settings) -> Celery:
         if expired:
             worker.after_commit()
         return expired
+
+    @app.task(name=PRUNE)  # type: ignore[untyped-decorator]
+    def prune_old() -> dict[str, int]:
+        pruned = prune(_worker(settings).engine, timedelta(seconds=settings.retention))
+        return {"changes": pruned.changes, "mutations": pruned.mutations,
+                "events": pruned.events, "tombstones": pruned.tombstones}
 
     return app
 

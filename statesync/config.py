@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(
         default=5.0, description="Seconds between TTL sweeps of expired documents (Celery beat)."
     )
+    retention: float = Field(
+        default=7 * 24 * 3600,
+        description="Seconds statesync keeps changelog rows, mutation ids, settled events and "
+                    "tombstones; older `since` cursors get RESYNC.",
+    )
+    prune_interval: float = Field(
+        default=3600.0, description="Seconds between retention runs (Celery beat)."
+    )
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8000, description="Port the API listens on.")
     channel_prefix: str = Field(

@@ -33,6 +33,10 @@ SNAPSHOT_ALIGN_TIMEOUT = 10.0
 REPLAY_PAGE = 1000
 
 
+class PrunedSince(Exception):
+    """Retention deleted changes a resuming subscriber needs."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """What the GraphQL layer turns into one ``<Model>Change``."""
@@ -86,7 +90,7 @@ async def stream(runtime: Runtime, target: Target, since: str | None) -> AsyncIt
                 if delivery.change.cursor > last:
                     last = delivery.change.cursor
                     yield _live(delivery)
-        except Overflowed:
+        except (Overflowed, PrunedSince):
             yield Message(op="RESYNC", cursor=last)
 
 
@@ -100,8 +104,11 @@ async def _replay(runtime: Runtime, target: Target, since: int) -> AsyncIterator
     # (and its open transaction) for as long as it likes, and a few such clients drain the pool.
     async with runtime.engine.connect() as connection:
         head = (await connection.execute(q.feed_head_cursor())).scalar_one()
+        oldest = (await connection.execute(q.oldest_cursor())).scalar_one()
     if since > head:
         raise InvalidCursor(f"cursor {since} is ahead of the feed ({head})", cursor=str(since))
+    if since < head and (oldest is None or oldest > since + 1):
+        raise PrunedSince  # what came after `since` is no longer kept: start over
     after = since
     while True:
         async with runtime.engine.connect() as connection:

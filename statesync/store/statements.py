@@ -343,3 +343,50 @@ def list_deliveries(*, status: str | None, handler: str | None, limit: int) -> s
     if handler is not None:
         stmt = stmt.where(deliveries.c.handler == handler)
     return stmt
+
+
+# ---- retention: what `statesync.retention.prune` deletes, a batch at a time -----------------
+
+def prune_changes(before: datetime, limit: int) -> sa.Executable:
+    """Sequenced changelog rows committed before ``before`` (oldest first, along the key)."""
+    old = (sa.select(changes.c.seq).where(changes.c.cursor.is_not(None),
+                                          changes.c.committed_at < before)
+           .order_by(changes.c.seq).limit(limit))
+    return sa.delete(changes).where(changes.c.seq.in_(old.scalar_subquery()))
+
+
+def oldest_cursor() -> sa.Select[Any]:
+    """The first cursor the changelog can still replay from (None when it is empty)."""
+    return sa.select(sa.func.min(changes.c.cursor))
+
+
+def prune_mutations(before: datetime, limit: int) -> sa.Executable:
+    old = (sa.select(mutations.c.mutation_id).where(mutations.c.created_at < before)
+           .limit(limit))
+    return sa.delete(mutations).where(mutations.c.mutation_id.in_(old.scalar_subquery()))
+
+
+def settled_events(before: datetime, limit: int) -> sa.Select[Any]:
+    """Relayed events older than ``before`` whose every delivery succeeded (or that had none).
+    Dead letters stay: someone may still redeliver them."""
+    unfinished = sa.select(deliveries.c.event_id).where(
+        deliveries.c.event_id == outbox.c.id, deliveries.c.status != "succeeded")
+    return (sa.select(outbox.c.id)
+            .where(outbox.c.dispatched_at.is_not(None), outbox.c.created_at < before,
+                   ~sa.exists(unfinished))
+            .order_by(outbox.c.seq).limit(limit))
+
+
+def prune_events(event_ids: Sequence[str]) -> list[sa.Executable]:
+    """History, deliveries, then the events themselves (foreign keys point that way)."""
+    ids = list(event_ids)
+    return [sa.delete(attempts).where(attempts.c.event_id.in_(ids)),
+            sa.delete(deliveries).where(deliveries.c.event_id.in_(ids)),
+            sa.delete(outbox).where(outbox.c.id.in_(ids))]
+
+
+def prune_tombstones(before: datetime, limit: int) -> sa.Executable:
+    old = (sa.select(documents.c.model, documents.c.id)
+           .where(documents.c.deleted.is_(True), documents.c.updated_at < before).limit(limit))
+    return sa.delete(documents).where(
+        sa.tuple_(documents.c.model, documents.c.id).in_(old))
