@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     queue: str = Field(default="statesync", description="Celery queue the handlers' tasks use.")
     handler_timeout: float = Field(
         default=300.0,
-        description="Seconds a handler may run; a delivery silent for longer is redelivered.",
+        description="Seconds a running delivery's lease lasts; its worker renews it every third "
+                    "of that while the handler runs, and a delivery whose worker died is "
+                    "redelivered once it runs out.",
     )
     relay_poll_interval: float = Field(
         default=1.0, description="Seconds between the relay's safety polls (NOTIFY wakes it sooner)."

@@ -14,9 +14,11 @@ attempt and does nothing, so an effect is never applied twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -112,13 +114,41 @@ class DeliveryWorker:
                  handler_name: str) -> str:
         tx = StagedTx(self.engine)
         try:
-            handler.fn(event, tx)
+            with self._heartbeat(event_id, handler_name, run.attempt):
+                handler.fn(event, tx)
         except Exception as exc:  # a handler's failure is data: recorded, retried, dead-lettered
             return self._fail(event_id, handler_name, run, exc)
         try:
             return self._succeed(event_id, handler_name, run, tx)
         except Exception as exc:  # its writes were rejected (conflict, bad input): also a failure
             return self._fail(event_id, handler_name, run, exc)
+
+    @contextlib.contextmanager
+    def _heartbeat(self, event_id: str, handler_name: str, attempt: int) -> Iterator[None]:
+        """Renew the lease every third of ``handler_timeout`` while the handler runs, so a
+        long handler is not taken for a dead one and run again beside itself. A worker that
+        dies stops renewing, and the relay redelivers once the lease runs out."""
+        stop = threading.Event()
+        every = self.handler_timeout / 3
+
+        def renew() -> None:
+            while not stop.wait(every):
+                try:
+                    with self.engine.begin() as connection:
+                        connection.execute(q.renew_lease(
+                            event_id, handler_name, attempt,
+                            datetime.now(UTC) + timedelta(seconds=self.handler_timeout)))
+                except Exception:
+                    log.warning("could not renew the lease of %s/%s", event_id, handler_name,
+                                exc_info=True)
+
+        beat = threading.Thread(target=renew, name=f"lease-{event_id}", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
 
     def _claim(self, event_id: str, handler_name: str) -> tuple[Event, _Run] | None:
         now = datetime.now(UTC)

@@ -256,6 +256,14 @@ def set_delivery(event_id: str, handler: str, **values: Any) -> sa.Executable:
         deliveries.c.event_id == event_id, deliveries.c.handler == handler).values(**values)
 
 
+def renew_lease(event_id: str, handler: str, attempt: int, until: datetime) -> sa.Executable:
+    """Extend a running attempt's lease; does nothing once another attempt owns the delivery."""
+    return sa.update(deliveries).where(
+        deliveries.c.event_id == event_id, deliveries.c.handler == handler,
+        deliveries.c.status == "running", deliveries.c.attempts == attempt,
+    ).values(lease_expires_at=until)
+
+
 def read_event(event_id: str) -> sa.Select[Any]:
     return sa.select(outbox).where(outbox.c.id == event_id)
 

@@ -153,6 +153,29 @@ async def test_a_flaky_handler_is_retried_with_growing_backoff_and_its_effect_ap
     assert effect[0]["document"]["price_cents"] == 3  # written by attempt 3
 
 
+# ---- 2b. a handler longer than its lease keeps it: run once, not beside itself -------------
+
+async def test_a_handler_running_longer_than_its_lease_is_not_run_again(
+        settings: Settings, demo_models: list[ModelSpec], start_worker: Start,
+        db: asyncpg.Connection) -> None:
+    from tests.handlers.slow import RUN_SECONDS
+
+    handler_settings = with_handlers(settings, "slow", handler_timeout=1.0,
+                                      relay_poll_interval=0.05)
+    assert 2 * handler_settings.handler_timeout < RUN_SECONDS
+    async with serve(handler_settings, demo_models, with_relay=True) as server:
+        await start_worker(handler_settings)
+        event_id = (await server.runtime.emit("Slow.run", "s1", {})).event_id
+        done = await eventually(lambda: delivery_in(db, event_id, "slow", "succeeded", "dead"),
+                                what="the slow delivery to finish")
+
+    assert (done["status"], done["attempts"]) == ("succeeded", 1)
+    assert [(r["attempt"], r["outcome"]) for r in await attempts(db, event_id, "slow")] == [
+        (1, "succeeded")]
+    effect = await changes_of(db, "Product", "slow-s1")
+    assert [(c["op"], c["version"]) for c in effect] == [("CREATED", 1)]
+
+
 # ---- 3. dead-lettered after max_attempts, then redelivered -----------------------------------
 
 async def test_a_failing_handler_goes_dead_and_redelivery_runs_it_again(
