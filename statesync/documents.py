@@ -97,6 +97,11 @@ class Planned:
     previous: dict[str, Any] | None  # old values of changed fields; the whole old document on delete
 
     @property
+    def unchanged(self) -> bool:
+        """An update that would change nothing: there is nothing to commit."""
+        return self.op == "UPDATED" and not self.changed_fields
+
+    @property
     def document(self) -> Document | None:
         if self.op in GONE:
             return None
@@ -197,6 +202,14 @@ def plan_update(spec: ModelSpec, validator: Validator, write: Update, current: S
     if expires_at != current.expires_at:
         changed.append(EXPIRES_AT)
         previous[EXPIRES_AT] = current.expires_at
+    if not changed:
+        # Nothing to say: no new version, no change message, no event. (A handler that
+        # writes back what is already there must not wake itself up forever.)
+        return Planned(
+            op="UPDATED", id=write.id, version=current.version, data=current.data,
+            created_at=current.created_at, updated_at=current.updated_at,
+            expires_at=current.expires_at, changed_fields=(), previous=None,
+        )
     return Planned(
         op="UPDATED", id=write.id, version=current.version + 1, data=data,
         created_at=current.created_at, updated_at=now, expires_at=expires_at,

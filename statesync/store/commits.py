@@ -114,6 +114,12 @@ def commit_steps(
         # A concurrent create of the same id committed first: decide again against it.
         current = _stored((yield q.lock_document(write.model, doc_id)).first())
         planned = _plan(model, write, doc_id, current, now, max_document_bytes)
+    if planned.unchanged:
+        unchanged = CommitResult(op=planned.op, id=doc_id, version=planned.version,
+                                 document=planned.document, changed_fields=(), event_ids=())
+        if mutation_id is not None:
+            yield q.record_mutation_result(mutation_id, _jsonable(unchanged.to_json()))
+        return unchanged
     if current is not None:
         yield q.update_document(write.model, doc_id,
                                 {**_row(planned), "deleted": planned.op in docs.GONE})

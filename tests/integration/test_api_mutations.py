@@ -256,6 +256,23 @@ async def test_each_commit_writes_one_change_and_one_event(
     assert change["changed_fields"] == ["price_cents"]
 
 
+async def test_an_update_that_changes_nothing_commits_nothing(
+        client: GraphQLClient, database_url: str) -> None:
+    created = await create(client, id="o1")
+    counts = await row_counts(database_url)
+    same = (await client.data(UPDATE, {"id": "o1", "patch": {"note": "rush", "items": ANN["items"]},
+                                       "mutationId": "m-same"}))["updateOrder"]
+    assert (same["op"], same["version"], same["changedFields"], same["eventIds"]) == (
+        "UPDATED", 1, [], [])
+    assert same["document"] == created["document"]  # updatedAt included: nothing moved
+    assert await row_counts(database_url) == plus(counts, mutations=1)  # only the id, for replays
+    again = (await client.data(UPDATE, {"id": "o1", "patch": {"note": "rush", "items": ANN["items"]},
+                                        "mutationId": "m-same"}))["updateOrder"]
+    assert again == {**same, "replayed": True}
+    changed = (await client.data(UPDATE, {"id": "o1", "patch": {"note": "calm"}}))["updateOrder"]
+    assert (changed["version"], changed["changedFields"]) == (2, ["note"])
+
+
 # ---- idempotency --------------------------------------------------------------------------
 
 

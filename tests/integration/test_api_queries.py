@@ -32,7 +32,7 @@ ORDERS = """query($where: OrderWhere, $orderBy: [OrderOrder!], $first: Int, $aft
 # Ids sort a < b < c < d < e, so the default (id) order is the alphabet.
 PRODUCT_SEED: list[tuple[str, dict[str, Any]]] = [
     ("p-a", {"sku": "A-100", "name": "apple", "priceCents": 100, "tags": ["fruit", "red"]}),
-    ("p-b", {"sku": "A-200", "name": "banana", "priceCents": 200, "tags": ["fruit", "yellow"]}),
+    ("p-b", {"sku": "A-200", "name": "banan", "priceCents": 200, "tags": ["fruit", "yellow"]}),
     ("p-c", {"sku": "B-100", "name": "cherry", "priceCents": 300,
              "tags": ["fruit", "red", "small"]}),
     ("p-d", {"sku": "B-200", "name": "pineapple", "priceCents": 200}),  # tags default to []
