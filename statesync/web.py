@@ -24,7 +24,14 @@ def demo_fits(specs: list[ModelSpec]) -> bool:
 
 
 def static_routes(specs: list[ModelSpec], *, demo: bool) -> list[BaseRoute]:
-    routes: list[BaseRoute] = [Mount("/client", StaticFiles(directory=CLIENT_DIR), name="client")]
+    async def client_module(request: Request) -> Response:
+        return FileResponse(CLIENT_DIR / "statesync.js", media_type="text/javascript")
+
+    # The module and what it imports; not the folder's tests or packaging files.
+    routes: list[BaseRoute] = [
+        Route("/client/statesync.js", client_module),
+        Mount("/client/vendor", StaticFiles(directory=CLIENT_DIR / "vendor"), name="client-vendor"),
+    ]
     if demo and demo_fits(specs):
 
         async def board(request: Request) -> Response:

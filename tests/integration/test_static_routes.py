@@ -17,6 +17,8 @@ async def test_every_server_serves_the_js_client_and_sends_home_to_graphiql(
         assert module.headers["content-type"].startswith("text/javascript")
         vendored = await http.get("/client/vendor/graphql-ws/client.js")
         assert "function createClient" in vendored.text
+        for private in ("/client/__init__.py", "/client/test/statesync.test.js", "/client/package.json"):
+            assert (await http.get(private)).status_code == 404, private
         home = await http.get("/")
         assert (home.status_code, home.headers["location"]) == (307, "/graphql")
         assert (await http.get("/demo/board.js")).status_code == 404
