@@ -25,6 +25,9 @@ from statesync.store import statements as q
 log = logging.getLogger(__name__)
 
 REFILL_PAGE = 1000
+# A refill waits this long per page for subscribers to make room; one still full after it
+# is slow, not merely behind, and overflows (RESYNC) like any slow subscriber.
+REFILL_PATIENCE = 2.0
 
 
 class SeqWatch:
@@ -101,12 +104,28 @@ class Hub:
         log.info("refilling feed %d..%d from the changelog", self.last + 1, upto)
         async with self._engine.connect() as connection:
             while self.last < upto:
+                # Pages no larger than what fits in half a queue, sent once the queues have
+                # drained to half: a healthy subscriber keeps up with any backlog this way,
+                # where a backlog poured in at once would overflow it.
+                subscribers = self._all_subscribers()
+                page = min([REFILL_PAGE, *(s.room for s in subscribers)])
+                await self._until_drained(subscribers)
                 rows = (await connection.execute(
-                    q.changes_between(self.last, upto, limit=REFILL_PAGE))).all()
+                    q.changes_between(self.last, upto, limit=page))).all()
                 if not rows:
                     raise RuntimeError(f"changelog has no cursor after {self.last} up to {upto}")
                 for row in rows:
                     self._dispatch(Change.from_row(row))
+
+    def _all_subscribers(self) -> list[Subscriber]:
+        return [s for group in (*self._by_document.values(), *self._by_model.values())
+                for s in group]
+
+    @staticmethod
+    async def _until_drained(subscribers: list[Subscriber]) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REFILL_PATIENCE):
+                await asyncio.gather(*(s.drained() for s in subscribers))
 
     @contextlib.contextmanager
     def watch(self, seqs: set[int]) -> Iterator[SeqWatch]:

@@ -52,7 +52,18 @@ class Subscriber:
         self._maxsize = maxsize
         self._queue: deque[Delivery] = deque()
         self._ready = asyncio.Event()
+        self._roomy = asyncio.Event()  # at most half full: a refill page fits
+        self._roomy.set()
         self.overflowed = False
+
+    @property
+    def room(self) -> int:
+        """How much a refill may send at once without risking an overflow."""
+        return max(1, self._maxsize // 2)
+
+    async def drained(self) -> None:
+        """Until the queue is at most half full (or the subscriber overflowed)."""
+        await self._roomy.wait()
 
     def offer(self, change: Change) -> None:
         if self.overflowed:
@@ -63,8 +74,11 @@ class Subscriber:
         if len(self._queue) >= self._maxsize:
             self.overflowed = True
             self._queue.clear()
+            self._roomy.set()  # nothing to wait for any more
         else:
             self._queue.append(Delivery(op, change))
+            if len(self._queue) > self.room:
+                self._roomy.clear()
         self._ready.set()
 
     async def get(self) -> Delivery:
@@ -73,13 +87,18 @@ class Subscriber:
                 raise Overflowed
             self._ready.clear()
             await self._ready.wait()
-        return self._queue.popleft()
+        delivery = self._queue.popleft()
+        if len(self._queue) <= self.room:
+            self._roomy.set()
+        return delivery
 
     def requeue(self, deliveries: list[Delivery]) -> None:
         """Put back, in front, what :meth:`pending` took but the reader does not want yet."""
         self._queue.extendleft(reversed(deliveries))
         if self._queue:
             self._ready.set()
+        if len(self._queue) > self.room:
+            self._roomy.clear()
 
     def pending(self) -> list[Delivery]:
         """Take what is queued now without waiting."""
@@ -87,4 +106,5 @@ class Subscriber:
             raise Overflowed
         items = list(self._queue)
         self._queue.clear()
+        self._roomy.set()
         return items

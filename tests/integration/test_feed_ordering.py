@@ -14,10 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from statesync import documents as docs
-from statesync.config import asyncpg_url
+from statesync.config import Settings, asyncpg_url
 from statesync.feed.change import Change
+from statesync.models import ModelSpec
 from statesync.store.commits import commit_steps, run_async
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, serve
 from tests.support import GraphQLClient, Subscriptions
 
 ORDER = "id version customer note"
@@ -287,6 +288,47 @@ async def test_hub_refills_dropped_feed_messages(server: RunningServer,
         for op, replica in ((one, one_replica), (many, many_replica)):
             replica.apply(await subs.next(op))
             assert replica.versions["gap"] == marker["version"]
+
+
+async def test_a_refill_larger_than_a_queue_reaches_a_healthy_subscriber_whole(
+        settings: Settings, demo_models: list[ModelSpec]) -> None:
+    """Forty lost changes, refilled into subscriptions that buffer eight: the refill goes
+    in pages that fit and waits for room, so a subscriber that keeps reading gets every
+    change and no RESYNC."""
+    small = settings.model_copy(update={"subscriber_queue_size": 8})
+    lost_count = 40
+    async with serve(small, demo_models) as server:
+        client = GraphQLClient(server.base_url)
+        hub = server.runtime.hub
+        await create(client, "big")
+        async with Subscriptions.connect(server.ws_url) as subs:
+            many = await subs.subscribe(WATCH_MANY)
+            replica = Replica(await subs.next(many))
+            original_on_batch, original_catch_up = hub.on_batch, hub.catch_up
+            dropped: list[int] = []
+            drops_seen = asyncio.Condition()
+
+            async def lossy_on_batch(batch: list[Change]) -> None:
+                async with drops_seen:
+                    dropped.extend(c.cursor for c in batch)
+                    drops_seen.notify_all()
+
+            async def no_catch_up() -> None:
+                return None
+
+            hub.on_batch, hub.catch_up = lossy_on_batch, no_catch_up
+            try:
+                for i in range(lost_count):
+                    await update(client, "big", note=f"lost {i}")
+                async with asyncio.timeout(10), drops_seen:
+                    await drops_seen.wait_for(lambda: len(dropped) >= lost_count)
+            finally:
+                hub.on_batch, hub.catch_up = original_on_batch, original_catch_up
+            await update(client, "big", note="revealing")
+            await replica.read_until(subs, many, {"big": 1 + lost_count + 1})
+        await client.aclose()
+    assert [int(m["cursor"]) for m in replica.changes[:lost_count]] == dropped
+    assert replica.docs["big"]["note"] == "revealing"
 
 
 async def test_hub_recovers_from_a_killed_redis_subscription(
