@@ -12,13 +12,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # The package first (its own layer: dependencies change less often than models/handlers).
-# Its wheel carries statesync's own migrations (migrations/ becomes statesync/_migrations).
+# Its wheel carries statesync's own migrations (migrations/ becomes statesync/_migrations)
+# and the JS client the API serves (clients/js/ becomes statesync/_client).
 COPY pyproject.toml README.md ./
 COPY statesync/ ./statesync/
 COPY migrations/ ./migrations/
+COPY clients/js/ ./clients/js/
 RUN pip install . \
     && rm -rf build statesync.egg-info \
-    && python -c 'from statesync.migrate import MIGRATIONS; assert (MIGRATIONS / "env.py").is_file(), MIGRATIONS'
+    && python -c 'from statesync.migrate import MIGRATIONS; assert (MIGRATIONS / "env.py").is_file(), MIGRATIONS' \
+    && python -c 'from statesync.web import CLIENT_DIR; assert (CLIENT_DIR / "statesync.js").is_file(), CLIENT_DIR'
 
 # The deployment: models and handlers.
 COPY schema/ ./schema/

@@ -10,6 +10,7 @@ import copy
 import json
 import re
 import shlex
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ HTTP_ROLES = {"api"}  # the only roles that listen; the image's /healthz check f
 SCALABLE = {"api", "worker"}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 SETTINGS = {f"STATESYNC_{name.upper()}" for name in Settings.model_fields}
+PACKAGE_DIRS = [Path(folder) for folder in tomllib.loads((ROOT / "pyproject.toml").read_text())
+                ["tool"]["setuptools"]["package-dir"].values()]
 
 Compose = dict[str, Any]
 
@@ -258,12 +261,17 @@ def dockerfile_problems(text: str, ignored: list[str]) -> list[str]:
     runs = " ".join(args for op, args in instructions if op == "RUN")
     if not re.search(r"pip install (--\S+ )*\.(\s|$)", runs):
         problems.append("the package must be installed with `pip install .`")
-    copied = {Path(part).parts[0] for op, args in instructions if op == "COPY"
-              for part in exec_form(args)[:-1] if not part.startswith("--")}
+    sources = [Path(part) for op, args in instructions if op == "COPY"
+               for part in exec_form(args)[:-1] if not part.startswith("--")]
+    copied = {source.parts[0] for source in sources}
     # alembic.ini is for developers; `statesync migrate` configures Alembic itself.
     for needed in ("pyproject.toml", "statesync", "schema", "workers", "migrations"):
         if needed not in copied:
             problems.append(f"{needed} is not copied into the image")
+    # Folders pyproject maps into the package must be in the image for `pip install .`.
+    for mapped in PACKAGE_DIRS:
+        if not any(mapped == source or mapped.is_relative_to(source) for source in sources):
+            problems.append(f"{mapped} (a package-dir in pyproject.toml) is not copied")
     for source in sorted(copied):
         if not (ROOT / source).exists():
             problems.append(f"COPY {source}: no such file in the repository")
