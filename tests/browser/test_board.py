@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 from playwright.async_api import BrowserContext, Locator, Page, expect
@@ -64,8 +64,7 @@ async def test_two_pages_stay_in_sync_and_an_order_appears_priced_in_both(board:
         await expect(card.locator(".badge")).to_have_text("priced")
 
 
-@dataclass
-class TwoWindows:
+class TwoWindows(NamedTuple):
     ada_card: Locator
     bob: Page
     bob_card: Locator
@@ -85,9 +84,8 @@ async def bob_offline_beside_ada(board: Board, order_id: str, qty: int, total: s
 
 
 async def test_offline_edits_queue_and_apply_exactly_once_back_online(board: Board) -> None:
-    windows = await bob_offline_beside_ada(board, "offline-order", 1, "$3.50")
-    ada_card, bob, bob_card, bob_context = (windows.ada_card, windows.bob, windows.bob_card,
-                                            windows.bob_context)
+    ada_card, bob, bob_card, bob_context = await bob_offline_beside_ada(
+        board, "offline-order", 1, "$3.50")
     await more(bob_card, "espresso").click()
     await expect(quantity(bob_card, "espresso")).to_have_text("2")
     await more(bob_card, "espresso").click()
@@ -107,9 +105,8 @@ async def test_offline_edits_queue_and_apply_exactly_once_back_online(board: Boa
 
 
 async def test_a_conflicting_edit_rolls_back_to_the_servers_document(board: Board) -> None:
-    windows = await bob_offline_beside_ada(board, "contested", 2, "$7.00")
-    ada_card, bob, bob_card, bob_context = (windows.ada_card, windows.bob, windows.bob_card,
-                                            windows.bob_context)
+    ada_card, bob, bob_card, bob_context = await bob_offline_beside_ada(
+        board, "contested", 2, "$7.00")
     await more(bob_card, "espresso").click()
     await expect(quantity(bob_card, "espresso")).to_have_text("3")
     bobs_edit: list[str] = await bob.evaluate("window.statesync.queued.map(c => c.mutationId)")
