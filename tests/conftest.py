@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ from statesync.config import Settings, environment, libpq_url
 from statesync.loader import load_models
 from statesync.migrate import upgrade
 from statesync.models import ModelSpec
-from tests.support import GraphQLClient
+from tests.support import GraphQLClient, ProcessUnderTest
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = ROOT / ".statesync-test"
@@ -164,53 +162,22 @@ async def eventing_server(settings: Settings, demo_models: list[ModelSpec]
         yield running
 
 
-class CeleryWorker:
+class CeleryWorker(ProcessUnderTest):
     """A real `celery worker` process running statesync's handlers."""
 
+    ready_when = " ready."
+
     def __init__(self, settings: Settings, *, concurrency: int = 2) -> None:
-        env = environment(settings, os.environ)
-        self.process = subprocess.Popen(
+        super().__init__(
             [sys.executable, "-m", "celery", "-A", "statesync.celery_app", "worker",
              "--queues", settings.queue, "--concurrency", str(concurrency), "--loglevel", "INFO",
              "--without-mingle", "--without-gossip", "--pool", "prefork"],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if " ready." in line:
-                self._ready.set()
-
-    async def ready(self, timeout: float = 60.0) -> None:
-        ok = await asyncio.to_thread(self._ready.wait, timeout)
-        assert ok, "celery worker did not start:\n" + "".join(self.lines[-40:])
+            environment(settings, os.environ), ROOT)
 
     def children(self) -> list[int]:
         """The pool processes that run tasks."""
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
         return [int(pid) for pid in out.stdout.split()]
-
-    def kill(self) -> None:
-        """kill -9 the whole worker: main process and pool."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._reader.join(5)
 
 
 @pytest.fixture

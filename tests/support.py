@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import signal
+import subprocess
+import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -131,3 +136,49 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 20, wha
             raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; "
                                  f"last result: {result!r}")
         await asyncio.sleep(0.05)
+
+
+class ProcessUnderTest:
+    """A real statesync or Celery process in its own process group: its output collected,
+    ``ready_when`` (a substring of a line) awaited, and stopped or killed with -9 whole."""
+
+    ready_when = ""
+
+    def __init__(self, args: Sequence[str], env: Mapping[str, str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            list(args), env=dict(env), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True)
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if self.ready_when and self.ready_when in line:
+                self._ready.set()
+
+    @property
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def ready(self, timeout: float = 60.0) -> None:
+        ok = await asyncio.to_thread(self._ready.wait, timeout)
+        assert ok, f"{self.ready_when!r} never came:\n" + "".join(self.lines[-40:])
+
+    def kill(self) -> None:
+        """kill -9 the whole process group (a Celery worker's pool included)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._reader.join(5)

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -28,7 +25,7 @@ from statesync.models import ModelSpec
 from statesync.relay import RELAY_LOCK_KEY, Relay, build_relay
 from statesync.store.commits import emit_steps, run_async
 from tests.conftest import ROOT, CeleryWorker, serve
-from tests.support import GraphQLClient, eventually
+from tests.support import GraphQLClient, ProcessUnderTest, eventually
 
 HANDLERS = ROOT / "tests" / "handlers"
 
@@ -42,44 +39,19 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
-class RelayProcess:
+class RelayProcess(ProcessUnderTest):
     """A real `statesync relay` process (the production entry point), killable with -9."""
 
-    def __init__(self, settings: Settings) -> None:
-        env = environment(settings, os.environ)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "statesync", "relay"], env=env, cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self.lines: list[str] = []
-        self._active = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+    ready_when = "relay active"
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if "relay active" in line:
-                self._active.set()
+    def __init__(self, settings: Settings) -> None:
+        super().__init__([sys.executable, "-m", "statesync", "relay"],
+                         environment(settings, os.environ), ROOT)
 
     @property
     def active(self) -> bool:
         """It logged taking the role (it never logs giving it up: it dies or loses PostgreSQL)."""
-        return self._active.is_set()
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._reader.join(5)
+        return self.is_ready
 
 
 @pytest.fixture
