@@ -7,6 +7,7 @@ lazily in each worker process (after the fork), never at import time.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import timedelta
 
 import redis
@@ -66,9 +67,7 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=PRUNE)  # type: ignore[untyped-decorator]
     def prune_old() -> dict[str, int]:
-        pruned = prune(_worker(settings).engine, timedelta(seconds=settings.retention))
-        return {"changes": pruned.changes, "mutations": pruned.mutations,
-                "events": pruned.events, "tombstones": pruned.tombstones}
+        return asdict(prune(_worker(settings).engine, timedelta(seconds=settings.retention)))
 
     return app
 
@@ -89,17 +88,11 @@ def _build_worker(settings: Settings) -> DeliveryWorker:
     client = redis.Redis.from_url(settings.redis_url or "")
     channels = Channels(settings.channel_prefix)
 
-    def wake_sequencer() -> None:
+    def announce(channel: str, payload: str) -> None:
         try:
-            client.publish(channels.wake, b"")
-        except redis.RedisError:  # only latency is lost: the sequencer also polls
-            log.warning("could not wake the sequencer", exc_info=True)
-
-    def delivery_changed(event_id: str) -> None:
-        try:
-            client.publish(channels.deliveries, event_id)
-        except redis.RedisError:  # only latency is lost: watchers also re-read
-            log.warning("could not announce a delivery change", exc_info=True)
+            client.publish(channel, payload)
+        except redis.RedisError:  # only latency is lost: the sequencer and watchers also poll
+            log.warning("could not publish on %s", channel, exc_info=True)
 
     return DeliveryWorker(
         engine=engine,
@@ -107,8 +100,8 @@ def _build_worker(settings: Settings) -> DeliveryWorker:
         models=model_table(load_models(settings.schema_path)),
         max_document_bytes=settings.max_document_bytes,
         handler_timeout=settings.handler_timeout,
-        after_commit=wake_sequencer,
-        delivery_changed=delivery_changed,
+        after_commit=lambda: announce(channels.wake, ""),
+        delivery_changed=lambda event_id: announce(channels.deliveries, event_id),
     )
 
 

@@ -219,7 +219,8 @@ def fields_of(cls: type) -> tuple[FieldSpec, ...]:
     return tuple(specs)
 
 
-def _pluralize(name: str) -> str:
+def pluralize(name: str) -> str:
+    """The English plural the generated collection fields use (``category`` → ``categories``)."""
     if name.endswith("y") and name[-2:-1] not in "aeiou":
         return name[:-1] + "ies"
     if name.endswith(("s", "x", "z", "ch", "sh")):
@@ -254,7 +255,7 @@ class ModelSpec:
 
     @property
     def plural(self) -> str:
-        return self.options.plural or _pluralize(self.singular)
+        return self.options.plural or pluralize(self.singular)
 
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:

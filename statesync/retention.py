@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -39,34 +39,33 @@ class Pruned:
 def prune(engine: sa.Engine, retention: timedelta, now: datetime | None = None,
           batch: int = BATCH) -> Pruned:
     before = (now or datetime.now(UTC)) - retention
+
+    def deleted(statement: sa.Executable) -> Callable[[sa.Connection], int]:
+        return lambda connection: connection.execute(statement).rowcount
+
+    def events(connection: sa.Connection) -> int:
+        ids = [str(i) for i in connection.execute(q.settled_events(before, batch)).scalars()]
+        for statement in q.prune_events(ids):
+            connection.execute(statement)
+        return len(ids)
+
     pruned = Pruned(
-        changes=_in_batches(engine, lambda: q.prune_changes(before, batch), batch),
-        mutations=_in_batches(engine, lambda: q.prune_mutations(before, batch), batch),
-        events=_prune_events(engine, before, batch),
-        tombstones=_in_batches(engine, lambda: q.prune_tombstones(before, batch), batch),
+        changes=_in_batches(engine, deleted(q.prune_changes(before, batch)), batch),
+        mutations=_in_batches(engine, deleted(q.prune_mutations(before, batch)), batch),
+        events=_in_batches(engine, events, batch),
+        tombstones=_in_batches(engine, deleted(q.prune_tombstones(before, batch)), batch),
     )
-    if any((pruned.changes, pruned.mutations, pruned.events, pruned.tombstones)):
+    if any(asdict(pruned).values()):
         log.info("pruned what is older than %s: %s", before.isoformat(), pruned)
     return pruned
 
 
-def _in_batches(engine: sa.Engine, statement: Callable[[], sa.Executable], batch: int) -> int:
+def _in_batches(engine: sa.Engine, one_batch: Callable[[sa.Connection], int], batch: int) -> int:
+    """Run ``one_batch`` in its own transaction until it handles fewer than ``batch`` rows."""
     total = 0
     while True:
         with engine.begin() as connection:
-            deleted = connection.execute(statement()).rowcount
-        total += deleted
-        if deleted < batch:
-            return total
-
-
-def _prune_events(engine: sa.Engine, before: datetime, batch: int) -> int:
-    total = 0
-    while True:
-        with engine.begin() as connection:
-            ids = [str(i) for i in connection.execute(q.settled_events(before, batch)).scalars()]
-            for statement in q.prune_events(ids):
-                connection.execute(statement)
-        total += len(ids)
-        if len(ids) < batch:
+            done = one_batch(connection)
+        total += done
+        if done < batch:
             return total

@@ -322,6 +322,7 @@ export class Statesync {
     this.waiters = new Map(); // mutationId -> { resolve, reject }
     this.online = true;
     this.flushing = false;
+    this.retryAttempt = 0;
     this.retryTimer = null;
     this.status = "connecting";
     this.closed = false;
@@ -368,14 +369,14 @@ export class Statesync {
 
   // Subscribe on the current connection, and again on any later one (see setOnline).
   subscribeRaw(payload, sink) {
-    const subscription = { payload, sink, ws: null, stop: null };
+    const subscription = { payload, sink, stop: null };
     this.subscriptions.add(subscription);
     this.attach(subscription);
     return () => { subscription.stop(); this.subscriptions.delete(subscription); };
   }
 
   attach(subscription) {
-    const ws = (subscription.ws = this.ws);
+    const ws = this.ws;
     if (ws === null) { // offline: connect() attaches it
       subscription.stop = () => {};
       return;
@@ -514,7 +515,7 @@ export class Statesync {
 
   retryLater() {
     clearTimeout(this.retryTimer);
-    this.retryAttempt = (this.retryAttempt ?? 0) + 1;
+    this.retryAttempt += 1;
     this.retryTimer = setTimeout(() => this.flush(), jitteredDelay(this.retryAttempt));
   }
 

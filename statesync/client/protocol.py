@@ -11,7 +11,7 @@ import orjson
 from graphql import GraphQLSyntaxError, parse
 from websockets.exceptions import ConnectionClosed
 
-from statesync.models import _pluralize
+from statesync.models import pluralize
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 # Close codes by which a graphql-transport-ws server says the client itself is at fault:
@@ -83,7 +83,7 @@ def singular_of(model: str) -> str:
 
 def plural_of(model: str) -> str:
     """The default root field of a collection; a model declared with ``plural=`` needs it passed."""
-    return _pluralize(singular_of(model))
+    return pluralize(singular_of(model))
 
 
 def _selection(fields: str) -> str:
