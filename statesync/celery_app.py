@@ -11,16 +11,16 @@ from dataclasses import asdict
 from datetime import timedelta
 
 import redis
-import sqlalchemy as sa
 from celery import Celery
 
 from statesync.app import model_table
-from statesync.config import Settings, psycopg_url
+from statesync.config import Settings
 from statesync.delivery import DeliveryWorker
 from statesync.feed.channels import Channels
 from statesync.handlers import Handlers
 from statesync.loader import load_handlers, load_models
 from statesync.retention import prune
+from statesync.store.engines import sync_engine
 from statesync.sweeper import sweep_expired
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ def _worker(settings: Settings) -> DeliveryWorker:
 
 
 def _build_worker(settings: Settings) -> DeliveryWorker:
-    engine = sa.create_engine(psycopg_url(settings.database_url or ""), pool_size=2,
-                              max_overflow=2, pool_pre_ping=True)
+    engine = sync_engine(settings.database_url or "", pool_size=2, max_overflow=2,
+                         pool_pre_ping=True)
     client = redis.Redis.from_url(settings.redis_url or "")
     channels = Channels(settings.channel_prefix)
 
@@ -99,6 +99,7 @@ def _build_worker(settings: Settings) -> DeliveryWorker:
         handlers=Handlers.of(load_handlers(settings.workers_path)),
         models=model_table(load_models(settings.schema_path)),
         max_document_bytes=settings.max_document_bytes,
+        max_id_length=settings.max_id_length,
         handler_timeout=settings.handler_timeout,
         after_commit=lambda: announce(channels.wake, ""),
         delivery_changed=lambda event_id: announce(channels.deliveries, event_id),

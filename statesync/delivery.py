@@ -92,6 +92,7 @@ class DeliveryWorker:
     models: Mapping[str, Model]
     max_document_bytes: int
     handler_timeout: float
+    max_id_length: int = 256
     after_commit: Callable[[], None] = lambda: None  # wakes the sequencer
     delivery_changed: Callable[[str], None] = lambda event_id: None  # wakes `event(id)` watchers
 
@@ -180,9 +181,10 @@ class DeliveryWorker:
             for write in tx.writes:
                 run_sync(connection, commit_steps(
                     self.models, write, caused_by=event_id,
-                    max_document_bytes=self.max_document_bytes))
+                    max_document_bytes=self.max_document_bytes, max_id_length=self.max_id_length))
             for type_name, key, payload in tx.events:
-                run_sync(connection, emit_steps(type_name, key, payload, caused_by=event_id))
+                run_sync(connection, emit_steps(type_name, key, payload, caused_by=event_id,
+                                                max_id_length=self.max_id_length))
             now = datetime.now(UTC)
             connection.execute(q.set_delivery(
                 event_id, handler_name, status="succeeded", updated_at=now, finished_at=now,

@@ -19,6 +19,7 @@ import orjson
 from statesync.errors import AlreadyExists, BadInput, Conflict, NotFound, PayloadTooLarge
 from statesync.models import ModelSpec
 from statesync.validation import Validator
+from statesync.values import check_instant
 
 Op = Literal["CREATED", "UPDATED", "DELETED", "EXPIRED"]
 GONE: tuple[Op, ...] = ("DELETED", "EXPIRED")
@@ -141,9 +142,11 @@ _ABSENT = object()
 
 
 def _check_expiry(expires_at: Any) -> datetime | None:
-    if expires_at is None or (isinstance(expires_at, datetime) and expires_at.tzinfo is not None):
-        return expires_at
-    raise BadInput("expiresAt must be a timezone-aware datetime", field="expiresAt")
+    if expires_at is None:
+        return None
+    if not isinstance(expires_at, datetime):
+        raise BadInput("expiresAt must be a timezone-aware datetime", field="expiresAt")
+    return check_instant(expires_at, "expiresAt")
 
 
 def plan_create(spec: ModelSpec, validator: Validator, write: Create, new_id: str,

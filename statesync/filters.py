@@ -70,6 +70,9 @@ from typing import Any, Final
 
 import orjson
 
+from statesync.errors import BadInput
+from statesync.values import check_instant, text_problem
+
 __all__ = [
     "META_FIELDS",
     "AllOf",
@@ -90,6 +93,7 @@ __all__ = [
     "is_after",
     "matches",
     "normalise_compare",
+    "size",
     "sort_key",
     "validate",
     "validate_cursor",
@@ -277,6 +281,9 @@ def _scalar_value(kind: FieldKind, value: object) -> Any:
     if isinstance(value, enum.Enum) and kind in STRING_KINDS:
         value = value.value
     if kind in STRING_KINDS and isinstance(value, str):
+        problem = text_problem(value)
+        if problem is not None:
+            raise InvalidFilter(f"a filter string {problem}")
         return value
     if kind is FieldKind.INT and isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -288,6 +295,10 @@ def _scalar_value(kind: FieldKind, value: object) -> Any:
     if kind is FieldKind.DATETIME and isinstance(value, datetime):
         if value.utcoffset() is None:
             raise InvalidFilter("datetime filter values must be timezone-aware")
+        try:
+            check_instant(value, "a datetime filter value")
+        except BadInput as exc:
+            raise InvalidFilter(exc.message) from None
         return value
     raise InvalidFilter(f"{value!r} is not a valid {kind.value} value")
 
@@ -325,6 +336,26 @@ def normalise_compare(
     if c.value is None and c.op in (Op.EQ, Op.NE):
         return kind, None
     return kind, _scalar_value(kind, c.value)
+
+
+def size(f: Filter | None) -> int:
+    """Comparisons plus the values they list: what ``max_filter_values`` bounds (each
+    becomes SQL, and asyncpg takes at most 32,767 parameters)."""
+    if f is None:
+        return 0
+    total, stack = 0, [f]
+    while stack:
+        part = stack.pop()
+        if isinstance(part, Compare):
+            listed = isinstance(part.value, tuple | list | frozenset | set)
+            total += 1 + (len(part.value) if listed else 0)
+        elif isinstance(part, AllOf | AnyOf):
+            total += 1
+            stack.extend(part.parts)
+        elif isinstance(part, Negate):
+            total += 1
+            stack.append(part.part)
+    return total
 
 
 def validate(f: Filter | None, kinds: Mapping[str, FieldKind]) -> None:

@@ -168,11 +168,9 @@ async def run_relay(settings: Settings) -> None:
     """`statesync relay`: the relay alone, until interrupted (Ctrl-C) or told to stop
     (SIGTERM, what `docker stop` and Kubernetes send): either way it releases its role
     and connections and exits 0."""
-    from sqlalchemy.ext.asyncio import create_async_engine
+    from statesync.store.engines import async_engine
 
-    from statesync.config import asyncpg_url
-
-    engine = create_async_engine(asyncpg_url(settings.database_url or ""), pool_size=4)
+    engine = async_engine(settings.database_url or "", pool_size=4)
     relaying = asyncio.create_task(build_relay(settings, engine).run(), name="relay")
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, relaying.cancel)

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from statesync import documents as docs
+from statesync import values
 from statesync.errors import BadInput, MutationIdReused
 from statesync.feed.change import document_from_json
 from statesync.models import ModelSpec
@@ -94,18 +95,23 @@ def commit_steps(
     mutation_id: str | None = None,
     caused_by: str | None = None,
     max_document_bytes: int,
+    max_id_length: int = values.MAX_ID_LENGTH,
     now: datetime | None = None,
 ) -> Steps:
     model = models.get(write.model)
     if model is None:
         raise BadInput(f"unknown model {write.model!r}", model=write.model)
+    doc_id = str(uuid.uuid4()) if isinstance(write, docs.Create) and write.id is None else write.id
+    assert doc_id is not None
+    values.check_id(doc_id, "id", max_id_length)
+    if mutation_id is not None:
+        values.check_id(mutation_id, "mutationId", max_id_length)
     now = now or datetime.now(UTC)
     if mutation_id is not None:
         stored = yield from _claim(mutation_id, docs.request_hash(write), now)
         if stored is not None:
             return CommitResult.replay(stored)
 
-    doc_id = write.id if not isinstance(write, docs.Create) else write.id or str(uuid.uuid4())
     current = _stored((yield q.lock_document(write.model, doc_id)).first())
     planned = _plan(model, write, doc_id, current, now, max_document_bytes)
     inserted = None if current is not None else (
@@ -162,10 +168,17 @@ class Emitted:
 
 def emit_steps(event_type_name: str, key: str | None, payload: Mapping[str, Any], *,
                mutation_id: str | None = None, caused_by: str | None = None,
+               max_id_length: int = values.MAX_ID_LENGTH,
                now: datetime | None = None) -> Generator[sa.Executable, Any, Emitted]:
     """A custom event: an outbox row only, idempotent on ``mutation_id``."""
+    values.check_id(event_type_name, "type", max_id_length)
     if "." not in event_type_name or event_type_name.startswith(".") or event_type_name.endswith("."):
         raise BadInput(f"event type {event_type_name!r} must look like Domain.action", field="type")
+    if key is not None:
+        values.check_id(key, "key", max_id_length)
+    if mutation_id is not None:
+        values.check_id(mutation_id, "mutationId", max_id_length)
+    values.check_json(payload, "payload")
     now = now or datetime.now(UTC)
     if mutation_id is not None:
         fingerprint = docs.fingerprint(["emit", event_type_name, key, payload])
