@@ -38,18 +38,17 @@ def _logging(level: str) -> None:
 
 
 def _serve(settings: Settings, *, with_relay: bool = False, seed_demo: bool = False) -> None:
+    from statesync import serving
     from statesync.app import create_app
     from statesync.migrate import upgrade
 
     upgrade(settings.database_url or "")
-    uvicorn.run(
-        create_app(settings, with_relay=with_relay, seed_demo=seed_demo),
-        host=settings.host, port=settings.port,
-        log_level=settings.log_level.lower(),
-        # permessage-deflate costs more CPU and memory per connection than it saves on
-        # small JSON frames; off unless measured otherwise.
-        ws_per_message_deflate=False,
-    )
+    app = create_app(settings, with_relay=with_relay, seed_demo=seed_demo)
+    server = uvicorn.Server(serving.config(app, settings))
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
+        server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's own startup-failure status
 
 
 @app.command()

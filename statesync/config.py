@@ -92,7 +92,82 @@ class Settings(BaseSettings):
         description="Seconds between the `event(id)` subscription's safety re-reads "
                     "(workers' wake-ups make it faster).",
     )
-    db_pool_size: int = Field(default=20, description="PostgreSQL connections per API process.")
+    db_pool_size: int = Field(
+        default=20, description="PostgreSQL connections per API process for client work "
+                                "(the feed has its own few)."
+    )
+    db_pool_timeout: float = Field(
+        default=5.0, gt=0,
+        description="Seconds a request waits for a free connection before it is answered "
+                    "SERVICE_UNAVAILABLE (nothing done; safe to retry).",
+    )
+    db_connections_per_client: int = Field(
+        default=2, ge=1,
+        description="Connections one HTTP request, or one websocket with all its "
+                    "subscriptions, may use at once.",
+    )
+    max_concurrent_snapshots: int = Field(
+        default=4, ge=1,
+        description="Subscription snapshots and replays read at once per process; "
+                    "the others queue, so commits keep their connections.",
+    )
+    max_query_tokens: int = Field(default=5000, ge=100, description="Lexical tokens in one GraphQL document.")
+    max_query_depth: int = Field(default=15, ge=2, description="Nesting of selections, fragments expanded.")
+    max_aliases: int = Field(default=100, ge=0, description="Aliases in one GraphQL document.")
+    max_directives: int = Field(default=50, ge=0, description="Directives in one GraphQL document.")
+    max_root_fields: int = Field(default=20, ge=1, description="Distinct top-level fields of one operation.")
+    max_field_repeats: int = Field(
+        default=10, ge=1,
+        description="Times one response name may be selected in one selection set (fragments included).",
+    )
+    max_query_cost: int = Field(
+        default=25_000, ge=100,
+        description="Fields an answer can hold: each field 1, times `first` under a field taking it.",
+    )
+    max_input_depth: int = Field(
+        default=32, ge=4, description="Nesting of input values: literals, variables, JSON fields, payloads."
+    )
+    max_filter_values: int = Field(
+        default=1000, ge=10,
+        description="Comparisons plus listed values (`in`, `notIn`, `between`) in one `where`.",
+    )
+    max_id_length: int = Field(
+        default=256, ge=16, le=512,
+        description="Characters in a document id, mutationId, event type or key (at most 512: "
+                    "PostgreSQL's index rows cap them).",
+    )
+    operation_cache_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=0,
+        description="Memory for parsed and validated documents, estimated from their size; "
+                    "the least recently used go first.",
+    )
+    max_message_bytes: int = Field(
+        default=1024 * 1024, ge=1024,
+        description="Largest websocket message the API accepts (larger: closed with 1009).",
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=100, ge=1, description="Operations one websocket may run at once."
+    )
+    max_connections: int = Field(
+        default=10_000, ge=1,
+        description="Open HTTP connections and websockets per API process; past it HTTP answers "
+                    "503 and websockets are refused.",
+    )
+    http_header_timeout: float = Field(
+        default=10.0, gt=0,
+        description="Seconds a connection has to send a request's headers (new or kept alive).",
+    )
+    http_body_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a request has to send its whole body (then 408)."
+    )
+    ws_init_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a websocket has to send `connection_init` (then 4408)."
+    )
+    ws_send_timeout: float = Field(
+        default=10.0, gt=0,
+        description="Seconds a websocket may leave a frame unread before it is cut off, so a client "
+                    "that stops reading holds no memory.",
+    )
     graphiql: bool = Field(default=True, description="Serve GraphiQL at /graphql.")
     demo: bool = Field(
         default=False,

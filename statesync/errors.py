@@ -7,7 +7,12 @@
      ├── AlreadyExists       ALREADY_EXISTS      create with an id that is taken
      ├── Conflict            CONFLICT            stale ``expectedVersion``; carries the current document
      ├── MutationIdReused    MUTATION_ID_REUSED  same ``mutationId``, different request
-     └── InvalidCursor       INVALID_CURSOR      a ``since`` or ``after`` the server never issued
+     ├── InvalidCursor       INVALID_CURSOR      a ``since`` or ``after`` the server never issued
+     ├── BadRequest          BAD_REQUEST         a request or frame that is not GraphQL at all
+     ├── QueryTooComplex     QUERY_TOO_COMPLEX   over a per-operation limit (tokens, depth, cost...)
+     ├── OperationUnresolved OPERATION_RESOLUTION_FAILURE  no operation to run, or several and no name
+     ├── TooManySubscriptions TOO_MANY_SUBSCRIPTIONS  over ``max_subscriptions_per_connection``
+     └── ServiceUnavailable  SERVICE_UNAVAILABLE no database connection freed up in time; retry
 
 GraphQL parse and validation failures are coded ``GRAPHQL_PARSE_FAILED`` and
 ``GRAPHQL_VALIDATION_FAILED`` at the HTTP boundary (see ``statesync.api.errors``).
@@ -53,3 +58,25 @@ class MutationIdReused(StatesyncError):
 
 class InvalidCursor(StatesyncError):
     code = "INVALID_CURSOR"
+
+
+class BadRequest(StatesyncError):
+    code = "BAD_REQUEST"
+
+
+class QueryTooComplex(StatesyncError):
+    code = "QUERY_TOO_COMPLEX"
+
+
+class OperationUnresolved(StatesyncError):
+    code = "OPERATION_RESOLUTION_FAILURE"
+
+
+class TooManySubscriptions(StatesyncError):
+    code = "TOO_MANY_SUBSCRIPTIONS"
+
+
+class ServiceUnavailable(StatesyncError):
+    """Nothing was done; the same request may be sent again (with its mutationId)."""
+
+    code = "SERVICE_UNAVAILABLE"

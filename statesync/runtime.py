@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy.ext.asyncio import AsyncEngine
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from statesync import documents as docs
 from statesync.config import Settings
+from statesync.errors import ServiceUnavailable
 from statesync.feed.bus import wake_sequencer
 from statesync.feed.channels import Channels
 from statesync.feed.delivery_changes import DeliveryChanges
@@ -23,21 +27,56 @@ from statesync.store.statements import notify_relay, redeliver
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
+    """``engine`` serves clients; ``feed_engine`` serves the sequencer and the hub, so the
+    feed never waits behind client work for a connection."""
+
     settings: Settings
     engine: AsyncEngine
+    feed_engine: AsyncEngine
     redis: aioredis.Redis
     channels: Channels
     hub: Hub
     sequencer: Sequencer
     models: Mapping[str, Model]
     delivery_changes: DeliveryChanges = field(default_factory=DeliveryChanges)
+    snapshot_slots: asyncio.Semaphore = field(default_factory=asyncio.Semaphore)
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A client connection. A pool that frees none in ``db_pool_timeout``, or a database
+        that cannot be reached, is SERVICE_UNAVAILABLE: nothing was done, and a retry (with
+        the same mutationId) is safe."""
+        connection = self.engine.connect()
+        try:
+            await connection.start()
+        except sa.exc.TimeoutError:
+            raise ServiceUnavailable(
+                f"no database connection freed up within {self.settings.db_pool_timeout}s; retry",
+                retryable=True) from None
+        except (sa.exc.DBAPIError, OSError) as exc:
+            raise ServiceUnavailable("the database cannot be reached; retry", retryable=True) from exc
+        try:
+            yield connection
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            raise ServiceUnavailable("the database connection was lost; retry (with the same "
+                                     "mutationId, a commit applies once)", retryable=True) from exc
+        finally:
+            await connection.close()
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self.connect() as connection, connection.begin():
+            yield connection
 
     async def commit(self, write: docs.Write, *, mutation_id: str | None = None) -> CommitResult:
         """Commit one write in its own transaction, then wake the sequencer."""
-        async with self.engine.begin() as connection:
+        async with self.begin() as connection:
             result = await run_async(connection, commit_steps(
                 self.models, write, mutation_id=mutation_id,
                 max_document_bytes=self.settings.max_document_bytes,
+                max_id_length=self.settings.max_id_length,
             ))
         if not result.replayed:
             await self.wake_sequencer()
@@ -46,16 +85,17 @@ class Runtime:
     async def emit(self, event_type: str, key: str | None, payload: Mapping[str, Any], *,
                    mutation_id: str | None = None) -> Emitted:
         """A custom event from a backend service, delivered to handlers like any change event."""
-        async with self.engine.begin() as connection:
-            emitted = await run_async(connection, emit_steps(event_type, key, payload,
-                                                             mutation_id=mutation_id))
+        async with self.begin() as connection:
+            emitted = await run_async(connection, emit_steps(
+                event_type, key, payload, mutation_id=mutation_id,
+                max_id_length=self.settings.max_id_length))
             if not emitted.replayed:
                 await connection.execute(notify_relay())
         return emitted
 
     async def redeliver(self, event_id: str, handler: str | None = None) -> list[str]:
         """Send a dead (or finished) event to its handler(s) again; returns the handlers."""
-        async with self.engine.begin() as connection:
+        async with self.begin() as connection:
             handlers = list((await connection.execute(
                 redeliver(event_id, handler, datetime.now(UTC)))).scalars())
             if handlers:

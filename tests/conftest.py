@@ -24,6 +24,7 @@ import asyncpg
 import pytest
 import uvicorn
 
+from statesync import serving
 from statesync.app import create_app
 from statesync.config import Settings, environment, libpq_url
 from statesync.loader import load_models
@@ -122,8 +123,8 @@ class RunningServer:
 async def serve(settings: Settings, specs: list[ModelSpec], *, with_relay: bool = False,
                 port: int = 0) -> AsyncIterator[RunningServer]:
     app = create_app(settings, specs, with_relay=with_relay)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning",
-                            ws_per_message_deflate=False)
+    config = serving.config(app, settings, host="127.0.0.1", port=port, lifespan="on")
+    config.log_level = "warning"
     server = uvicorn.Server(config)
     # Server.serve() would also install signal handlers; drive startup/shutdown directly.
     config.load()

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import orjson
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.utils.str_converters import to_camel_case
 
 from statesync.errors import StatesyncError
@@ -58,37 +55,3 @@ def graphql_json(value: Any) -> Any:
     if isinstance(value, list):
         return [graphql_json(v) for v in value]
     return orjson.loads(orjson.dumps(value)) if isinstance(value, datetime) else value
-
-
-class ErrorCodes(SchemaExtension):
-    def on_validate(self) -> Iterator[None]:
-        yield
-        # A websocket sends a subscription's validation errors before on_operation ends,
-        # from the very list strawberry is holding: code them in place, here.
-        errors = self.execution_context.pre_execution_errors
-        if errors:
-            errors[:] = [coded(e) for e in errors]
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            result.errors = [coded(e) for e in result.errors]
-        pre = self.execution_context.pre_execution_errors
-        if pre:
-            self.execution_context.pre_execution_errors = [coded(e) for e in pre]
-
-
-class SafeParserCache(ParserCache):
-    """strawberry's ParserCache, minus one problem: it parses in ``on_parse``, outside the
-    error handling of a subscription (strawberry 0.341), so a syntax error there escapes
-    the operation and the client only gets ``complete``. A document that does not parse is
-    left to strawberry's own parser, which reports it the usual way (HTTP: a coded error;
-    graphql-transport-ws: close 4400 with the message)."""
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        with contextlib.suppress(GraphQLError):
-            context.graphql_document = self.cached_parse_document(context.query,
-                                                                  **context.parse_options)
-        yield

@@ -13,8 +13,8 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
+from statesync.api.context import Context
 from statesync.errors import BadInput, NotFound
-from statesync.runtime import Runtime
 from statesync.store import statements as q
 
 MAX_EVENTS_PAGE = 500
@@ -78,11 +78,11 @@ def _delivery(row: Any) -> Delivery:
                     finished_at=row.finished_at)
 
 
-async def _events(runtime: Runtime, rows: list[Any]) -> list[Event]:
+async def _events(ctx: Context, rows: list[Any]) -> list[Event]:
     ids = [str(r.id) for r in rows]
     by_event: dict[str, list[Delivery]] = {i: [] for i in ids}
     if ids:
-        async with runtime.engine.connect() as connection:
+        async with ctx.connect() as connection:
             for d in (await connection.execute(q.deliveries_of(ids))).all():
                 by_event[str(d.event_id)].append(_delivery(d))
     return [Event(id=strawberry.ID(str(r.id)), type=r.type, model=r.model,
@@ -100,22 +100,22 @@ def _event_id(id: str) -> str:
         raise NotFound(f"no event {id!r}", id=id) from None
 
 
-async def _one(runtime: Runtime, id: str) -> Event | None:
-    async with runtime.engine.connect() as connection:
+async def _one(ctx: Context, id: str) -> Event | None:
+    async with ctx.connect() as connection:
         row = (await connection.execute(q.read_event(_event_id(id)))).first()
-    return None if row is None else (await _events(runtime, [row]))[0]
+    return None if row is None else (await _events(ctx, [row]))[0]
 
 
-def _runtime(info: strawberry.Info) -> Runtime:
-    runtime: Runtime = info.context["runtime"]
-    return runtime
+def _context(info: strawberry.Info) -> Context:
+    context: Context = info.context
+    return context
 
 
 @strawberry.type
 class EventQueries:
     @strawberry.field(description="One event with its deliveries.")
     async def event(self, info: strawberry.Info, id: strawberry.ID) -> Event | None:
-        return await _one(_runtime(info), id)
+        return await _one(_context(info), id)
 
     @strawberry.field(description="Events, newest first, filtered by type, document id (key) "
                                   "or the status of any of their deliveries.")
@@ -124,19 +124,19 @@ class EventQueries:
                      first: int = 50, before_seq: int | None = None) -> list[Event]:
         if not 0 <= first <= MAX_EVENTS_PAGE:
             raise BadInput(f"first must be between 0 and {MAX_EVENTS_PAGE}", field="first")
-        runtime = _runtime(info)
-        async with runtime.engine.connect() as connection:
+        ctx = _context(info)
+        async with ctx.connect() as connection:
             rows = (await connection.execute(q.list_events(
                 event_type=type, key=key, status=status.value if status else None,
                 after_seq=before_seq, limit=first))).all()
-        return await _events(runtime, list(rows))
+        return await _events(ctx, list(rows))
 
     @strawberry.field(description="Deliveries, most recently changed first.")
     async def deliveries(self, info: strawberry.Info, status: DeliveryStatus | None = None,
                          handler: str | None = None, first: int = 50) -> list[Delivery]:
         if not 0 <= first <= MAX_EVENTS_PAGE:
             raise BadInput(f"first must be between 0 and {MAX_EVENTS_PAGE}", field="first")
-        async with _runtime(info).engine.connect() as connection:
+        async with _context(info).connect() as connection:
             rows = (await connection.execute(q.list_deliveries(
                 status=status.value if status else None, handler=handler, limit=first))).all()
         return [_delivery(r) for r in rows]
@@ -151,18 +151,21 @@ class EventMutations:
                          mutation_id: strawberry.ID | None = None) -> EmitResult:
         if payload is not None and not isinstance(payload, dict):
             raise BadInput("payload must be a JSON object", field="payload")
-        emitted = await _runtime(info).emit(type, key, payload or {}, mutation_id=mutation_id)
+        ctx = _context(info)
+        async with ctx.share():
+            emitted = await ctx.runtime.emit(type, key, payload or {}, mutation_id=mutation_id)
         return EmitResult(event_id=strawberry.ID(emitted.event_id), replayed=emitted.replayed)
 
     @strawberry.mutation(description="Send a dead (or finished) event to its handler(s) again.")
     async def redeliver_event(self, info: strawberry.Info, id: strawberry.ID,
                               handler: str | None = None) -> Event:
-        runtime = _runtime(info)
-        handlers = await runtime.redeliver(_event_id(id), handler)
+        ctx = _context(info)
+        async with ctx.share():
+            handlers = await ctx.runtime.redeliver(_event_id(id), handler)
         if not handlers:
             raise NotFound(f"event {id} has no finished delivery"
                            + (f" for handler {handler!r}" if handler else ""), id=id)
-        event = await _one(runtime, id)
+        event = await _one(ctx, id)
         assert event is not None
         return event
 
@@ -172,12 +175,13 @@ class EventSubscriptions:
     @strawberry.subscription(description="An event's state now, then each time a delivery "
                                          "changes; completes once the event is settled.")
     async def event(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Event, None]:
-        runtime = _runtime(info)
+        ctx = _context(info)
+        runtime = ctx.runtime
         last: Any = None
         with runtime.delivery_changes.watch(str(id)) as changed:
             while True:
                 changed.clear()  # before reading: a change from now on wakes the next read
-                event = await _one(runtime, id)
+                event = await _one(ctx, id)
                 if event is None:
                     raise NotFound(f"no event {id!r}", id=id)
                 state = (event.relayed,

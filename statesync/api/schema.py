@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, Optional
 
 import strawberry
-from strawberry.extensions import ValidationCache
 from strawberry.types.unset import UNSET
 from strawberry.utils.str_converters import to_camel_case
 
 from statesync import documents as docs
-from statesync.api.errors import ErrorCodes, SafeParserCache
+from statesync import filters, values
+from statesync.api.context import Context
 from statesync.api.events import EventMutations, EventQueries, EventSubscriptions
 from statesync.api.inputs import plain, to_filter, to_order
-from statesync.api.shared_execution import SharedEventExecutor
 from statesync.api.streams import Message, Target, stream
 from statesync.api.types import ChangeOp, ModelTypes, PageInfo, TypeFactory
-from statesync.errors import BadInput, InvalidCursor
+from statesync.errors import BadInput, InvalidCursor, QueryTooComplex
 from statesync.filters import (
+    Filter,
     InvalidFilter,
     InvalidPageToken,
     cursor_values,
@@ -30,7 +31,6 @@ from statesync.filters import (
     validate_order,
 )
 from statesync.models import ModelSpec
-from statesync.runtime import Runtime
 from statesync.sql_filters import after_clause, filter_clause, order_by_clauses
 from statesync.store import statements as q
 from statesync.store.commits import CommitResult
@@ -44,11 +44,12 @@ def _resolver(params: Sequence[tuple[str, Any, Any]], returns: Any,
     """A function strawberry can introspect: its signature declares the GraphQL arguments."""
 
     async def resolver(info: strawberry.Info, **kwargs: Any) -> Any:
-        return await body(info.context["runtime"], **kwargs)
+        return await body(info.context, **kwargs)
 
     async def subscriber(info: strawberry.Info, **kwargs: Any) -> AsyncGenerator[Any, None]:
-        async for item in body(info.context["runtime"], **kwargs):
-            yield item
+        async with contextlib.aclosing(body(info.context, **kwargs)) as items:
+            async for item in items:
+                yield item
 
     target: Any = subscriber if inspect.isasyncgenfunction(body) else resolver
     parameters = [inspect.Parameter("info", inspect.Parameter.KEYWORD_ONLY,
@@ -74,24 +75,39 @@ class ModelApi:
     def view(self, document: dict[str, Any] | None) -> Any:
         return None if document is None else self.types.view(document)
 
-    async def get(self, runtime: Runtime, id: str) -> Any:
-        async with runtime.engine.connect() as connection:
-            row = (await connection.execute(q.read_document(self.spec.name, id))).first()
+    def _where(self, ctx: Context, where: Any) -> Filter | None:
+        condition = to_filter(where, self.kinds)
+        limit = ctx.runtime.settings.max_filter_values
+        if (found := filters.size(condition)) > limit:
+            raise QueryTooComplex(f"the filter has {found} comparisons and values; the limit is "
+                                  f"{limit}", limit="max_filter_values", maximum=limit, actual=found)
+        try:
+            validate(condition, self.kinds)
+        except InvalidFilter as exc:
+            raise BadInput(str(exc), field="where") from None
+        return condition
+
+    def _id(self, ctx: Context, id: str) -> str:
+        return values.check_text(id, "id", max_length=ctx.runtime.settings.max_id_length)
+
+    async def get(self, ctx: Context, id: str) -> Any:
+        doc_id = self._id(ctx, id)
+        async with ctx.connect() as connection:
+            row = (await connection.execute(q.read_document(self.spec.name, doc_id))).first()
         return None if row is None else self.view(q.document_of(row))
 
-    async def list(self, runtime: Runtime, where: Any = UNSET, order_by: Any = UNSET,
+    async def list(self, ctx: Context, where: Any = UNSET, order_by: Any = UNSET,
                    first: Any = UNSET, after: Any = UNSET) -> Any:
-        settings = runtime.settings
+        settings = ctx.runtime.settings
         limit = settings.default_page_size if first in (UNSET, None) else first
         if not 0 <= limit <= settings.max_page_size:
             raise BadInput(f"first must be between 0 and {settings.max_page_size}", field="first")
-        condition = to_filter(where, self.kinds)
+        condition = self._where(ctx, where)
         order = to_order(None if order_by is UNSET else order_by)
         try:
-            validate(condition, self.kinds)
             validate_order(order, self.kinds)
         except InvalidFilter as exc:
-            raise BadInput(str(exc), field="where") from None
+            raise BadInput(str(exc), field="orderBy") from None
         clause = filter_clause(condition, documents, self.kinds)
         if after not in (UNSET, None):
             try:
@@ -103,7 +119,7 @@ class ModelApi:
             clause = clause & after_clause(order, position, documents, self.kinds)
         statement = q.list_documents(self.spec.name, clause,
                                      order_by_clauses(order, documents, self.kinds), limit + 1)
-        async with runtime.engine.connect() as connection:
+        async with ctx.connect() as connection:
             rows = (await connection.execute(statement)).all()
         page = [q.document_of(r) for r in rows[:limit]]
         edges = [self.types.edge(cursor=encode_page_token(cursor_values(d, order, self.kinds)),
@@ -124,20 +140,25 @@ class ModelApi:
             event_ids=list(result.event_ids), replayed=result.replayed,
         )
 
-    async def create(self, runtime: Runtime, input: Any, id: Any = UNSET,
-                     mutation_id: Any = UNSET) -> Any:
-        write = docs.Create(self.spec.name, plain(input), id=_given(id))
-        return self._commit_result(await runtime.commit(write, mutation_id=_given(mutation_id)))
+    async def _commit(self, ctx: Context, write: docs.Write, mutation_id: Any) -> Any:
+        async with ctx.share():
+            result = await ctx.runtime.commit(write, mutation_id=_given(mutation_id))
+        return self._commit_result(result)
 
-    async def update(self, runtime: Runtime, id: str, patch: Any, expected_version: Any = UNSET,
+    async def create(self, ctx: Context, input: Any, id: Any = UNSET,
+                     mutation_id: Any = UNSET) -> Any:
+        return await self._commit(ctx, docs.Create(self.spec.name, plain(input), id=_given(id)),
+                                  mutation_id)
+
+    async def update(self, ctx: Context, id: str, patch: Any, expected_version: Any = UNSET,
                      mutation_id: Any = UNSET) -> Any:
         write = docs.Update(self.spec.name, id, plain(patch), _given(expected_version))
-        return self._commit_result(await runtime.commit(write, mutation_id=_given(mutation_id)))
+        return await self._commit(ctx, write, mutation_id)
 
-    async def delete(self, runtime: Runtime, id: str, expected_version: Any = UNSET,
+    async def delete(self, ctx: Context, id: str, expected_version: Any = UNSET,
                      mutation_id: Any = UNSET) -> Any:
-        write = docs.Delete(self.spec.name, id, _given(expected_version))
-        return self._commit_result(await runtime.commit(write, mutation_id=_given(mutation_id)))
+        return await self._commit(ctx, docs.Delete(self.spec.name, id, _given(expected_version)),
+                                  mutation_id)
 
     # ---- subscribing ------------------------------------------------------------------------
 
@@ -154,34 +175,23 @@ class ModelApi:
             mutation_id=change.mutation_id if change else None,
         )
 
-    async def watch_one(self, runtime: Runtime, id: str, since: Any = UNSET
+    async def watch_one(self, ctx: Context, id: str, since: Any = UNSET
                         ) -> AsyncGenerator[Any, None]:
-        target = Target(self.spec.name, id, None, self.kinds)
-        async for message in stream(runtime, target, _given(since)):
-            yield self._message(message)
+        target = Target(self.spec.name, self._id(ctx, id), None, self.kinds)
+        async with contextlib.aclosing(stream(ctx, target, _given(since))) as messages:
+            async for message in messages:
+                yield self._message(message)
 
-    async def watch_many(self, runtime: Runtime, where: Any = UNSET, since: Any = UNSET
+    async def watch_many(self, ctx: Context, where: Any = UNSET, since: Any = UNSET
                          ) -> AsyncGenerator[Any, None]:
-        condition = to_filter(where, self.kinds)
-        try:
-            validate(condition, self.kinds)
-        except InvalidFilter as exc:
-            raise BadInput(str(exc), field="where") from None
-        target = Target(self.spec.name, None, condition, self.kinds)
-        async for message in stream(runtime, target, _given(since)):
-            yield self._message(message)
+        target = Target(self.spec.name, None, self._where(ctx, where), self.kinds)
+        async with contextlib.aclosing(stream(ctx, target, _given(since))) as messages:
+            async for message in messages:
+                yield self._message(message)
 
 
 def _given(value: Any) -> Any:
     return None if value is UNSET else value
-
-
-class QuietSchema(strawberry.Schema):
-    """Client mistakes are answers, not server errors: only unexpected ones are logged
-    (by :func:`statesync.api.errors.coded`)."""
-
-    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
-        return None
 
 
 def build_schema(specs: Sequence[ModelSpec]) -> strawberry.Schema:
@@ -226,13 +236,10 @@ def build_schema(specs: Sequence[ModelSpec]) -> strawberry.Schema:
         ], AsyncGenerator[types.change, None], api.watch_many),  # type: ignore[name-defined]
             description=f"A snapshot of matching {name} documents (or, with `since`, what was "
                         "missed), then their changes.")
-    return QuietSchema(
+    return strawberry.Schema(
         query=strawberry.type(type("Query", (EventQueries,), query)),
         mutation=strawberry.type(type("Mutation", (EventMutations,), mutation)),
         subscription=strawberry.type(type("Subscription", (EventSubscriptions,), subscription)),
-        extensions=[lambda: SafeParserCache(maxsize=1000), lambda: ValidationCache(maxsize=1000),
-                    ErrorCodes],
-        execution_context_class=SharedEventExecutor,
     )
 
 

@@ -27,6 +27,7 @@ from graphql import ExecutionResult, OperationDefinitionNode, Visitor, visit
 from graphql.language import ArgumentNode, FieldNode, VariableNode
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from statesync.api.context import Context
 from statesync.api.types import ChangeMessage
 from statesync.feed.hub import Hub
 from statesync.runtime import Runtime
@@ -122,11 +123,10 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
     def execute_operation(self, serially: bool | None = None) -> Any:
         message = self.root_value
         context = self.context_value
-        runtime = context.get("runtime") if isinstance(context, dict) else None
         key = self._key(message) if isinstance(message, ChangeMessage) else None
-        if key is None or not isinstance(runtime, Runtime):
+        if key is None or not isinstance(context, Context):
             return super().execute_operation(serially)
-        results = shared_results(runtime)
+        results = shared_results(context.runtime)
         hit = results.get(key)
         if hit is not None:
             return hit

@@ -14,17 +14,17 @@ up to P; resuming with ``since: P`` then misses and repeats nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from statesync.api.context import Context
 from statesync.errors import BadInput, InvalidCursor
 from statesync.feed.change import Change
 from statesync.feed.subscriber import Delivery, Overflowed, Subscriber, classify
 from statesync.filters import FieldKind, Filter
-from statesync.runtime import Runtime
 from statesync.sql_filters import filter_clause
 from statesync.store import statements as q
 from statesync.store.tables import documents
@@ -64,25 +64,30 @@ class Target:
         return classify(change, self.where, self.kinds)
 
 
+MAX_CURSOR_DIGITS = 19  # cursors are bigints
+
+
 def parse_cursor(since: str) -> int:
-    if not (since.isascii() and since.isdigit()):  # exactly what the server issues: 0-9 only
-        raise InvalidCursor(f"not a cursor: {since!r}", cursor=since)
+    # Exactly what the server issues: 0-9 only, and no longer than a bigint.
+    if not (since.isascii() and since.isdigit() and len(since) <= MAX_CURSOR_DIGITS):
+        raise InvalidCursor(f"not a cursor: {since[:40]!r}", cursor=since[:40])
     return int(since)
 
 
-async def stream(runtime: Runtime, target: Target, since: str | None) -> AsyncIterator[Message]:
+async def stream(ctx: Context, target: Target, since: str | None) -> AsyncGenerator[Message, None]:
+    runtime = ctx.runtime
     settings = runtime.settings
     async with runtime.hub.subscribe(target.model, target.doc_id, target.where, target.kinds,
                                      settings.subscriber_queue_size) as subscriber:
         try:
             if since is not None:
                 last = parse_cursor(since)
-                async for message in _replay(runtime, target, last):
+                async for message in _replay(ctx, target, last):
                     last = message.cursor
                     yield message
             else:
                 last = 0
-                async for message in _snapshot(runtime, target, subscriber):
+                async for message in _snapshot(ctx, target, subscriber):
                     last = message.cursor
                     yield message
             while True:
@@ -99,10 +104,10 @@ def _live(delivery: Delivery) -> Message:
                    document=delivery.change.document)
 
 
-async def _replay(runtime: Runtime, target: Target, since: int) -> AsyncIterator[Message]:
+async def _replay(ctx: Context, target: Target, since: int) -> AsyncIterator[Message]:
     # Never yield while holding a connection: a client that reads slowly would keep it
     # (and its open transaction) for as long as it likes, and a few such clients drain the pool.
-    async with runtime.engine.connect() as connection:
+    async with ctx.streaming_read() as connection:
         head = (await connection.execute(q.feed_head_cursor())).scalar_one()
         oldest = (await connection.execute(q.oldest_cursor())).scalar_one()
     if since > head:
@@ -111,7 +116,7 @@ async def _replay(runtime: Runtime, target: Target, since: int) -> AsyncIterator
         raise PrunedSince  # what came after `since` is no longer kept: start over
     after = since
     while True:
-        async with runtime.engine.connect() as connection:
+        async with ctx.streaming_read() as connection:
             rows = (await connection.execute(q.changes_between(
                 after, None, model=target.model, doc_id=target.doc_id, limit=REPLAY_PAGE))).all()
         for row in rows:
@@ -125,7 +130,7 @@ async def _replay(runtime: Runtime, target: Target, since: int) -> AsyncIterator
         after = rows[-1].cursor
 
 
-async def _read_snapshot(connection: AsyncConnection, runtime: Runtime, target: Target
+async def _read_snapshot(connection: AsyncConnection, ctx: Context, target: Target
                          ) -> tuple[int, set[int], dict[str, dict[str, Any]]]:
     await connection.execution_options(isolation_level="REPEATABLE READ")
     async with connection.begin():
@@ -135,7 +140,7 @@ async def _read_snapshot(connection: AsyncConnection, runtime: Runtime, target: 
         if target.doc_id is not None:
             rows = (await connection.execute(q.read_document(target.model, target.doc_id))).all()
         else:
-            limit = runtime.settings.max_snapshot_documents
+            limit = ctx.runtime.settings.max_snapshot_documents
             where = filter_clause(target.where, documents, target.kinds)
             rows = (await connection.execute(q.list_documents(
                 target.model, where, [documents.c.id], limit + 1))).all()
@@ -146,31 +151,31 @@ async def _read_snapshot(connection: AsyncConnection, runtime: Runtime, target: 
     return head, pending, snapshot
 
 
-async def _snapshot(runtime: Runtime, target: Target, subscriber: Subscriber
+async def _snapshot(ctx: Context, target: Target, subscriber: Subscriber
                     ) -> AsyncIterator[Message]:
-    async with runtime.engine.connect() as connection:
-        head, pending, snapshot = await _read_snapshot(connection, runtime, target)
+    async with ctx.streaming_read() as connection:
+        head, pending, snapshot = await _read_snapshot(connection, ctx, target)
     cursor = head
     if pending:
-        cursor = await _align(runtime, subscriber, target, pending, snapshot, head)
+        cursor = await _align(ctx, subscriber, target, pending, snapshot, head)
     docs = sorted(snapshot.values(), key=lambda d: d["id"])
     if target.doc_id is not None:
         document = docs[0] if docs else None
         yield Message(op="SNAPSHOT", cursor=cursor, document=document)
         return
-    chunk = runtime.settings.snapshot_chunk_size
+    chunk = ctx.runtime.settings.snapshot_chunk_size
     for start in range(0, max(len(docs), 1), chunk):
         yield Message(op="SNAPSHOT", cursor=cursor, documents=docs[start : start + chunk],
                       has_more=start + chunk < len(docs))
 
 
-async def _align(runtime: Runtime, subscriber: Subscriber, target: Target, pending: set[int],
+async def _align(ctx: Context, subscriber: Subscriber, target: Target, pending: set[int],
                  snapshot: dict[str, dict[str, Any]], head: int) -> int:
     """Wait until the hub has passed every pending change, fold the queued ones up to the
     last of them into the snapshot, and return that change's cursor."""
-    hub = runtime.hub
+    hub = ctx.runtime.hub
     with hub.watch(pending) as watch:
-        async with runtime.engine.connect() as connection:
+        async with ctx.connect() as connection:
             done = (await connection.execute(q.cursors_of(pending))).all()
         for row in done:
             if hub.last is not None and row.cursor <= hub.last:

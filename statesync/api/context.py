@@ -1,0 +1,51 @@
+"""What every resolver of one client sees: the runtime, the transport, and the client's
+share of the database.
+
+One HTTP request, or one websocket with all its operations, is one client: it may hold
+``db_connections_per_client`` connections at once, however many fields or subscriptions
+it runs, so no client can drain the pool for the others. The websocket's context is
+built once per connection and shared by its operations: it keeps no connection itself,
+only the right to borrow one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import HTTPConnection
+
+from statesync.runtime import Runtime
+
+
+@dataclass(slots=True)
+class Context:
+    runtime: Runtime
+    transport: HTTPConnection  # the HTTP request, or the websocket's upgrade request
+    slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = asyncio.Semaphore(self.runtime.settings.db_connections_per_client)
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection from this client's share (no transaction begun)."""
+        async with self.slots, self.runtime.connect() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def streaming_read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a subscription's snapshot or replay: these also queue for one of
+        the process's ``max_concurrent_snapshots`` places, so a thousand subscriptions opened
+        at once read a few at a time, in turn, while commits keep their connections."""
+        async with self.slots, self.runtime.snapshot_slots, self.runtime.connect() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def share(self) -> AsyncIterator[None]:
+        """Hold one of this client's places (for a commit, which opens its own transaction)."""
+        async with self.slots:
+            yield

@@ -1,0 +1,114 @@
+"""Running a prepared operation on strawberry's schema through graphql-core, for every
+transport: coded errors, variables checked before they are coerced, nothing unexpected
+shown to the client (it is logged, once, with its traceback)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError, GraphQLSchema
+from graphql import execute as graphql_execute
+from graphql import subscribe as graphql_subscribe
+
+from statesync.api.context import Context
+from statesync.api.errors import coded
+from statesync.api.operations import Prepared
+from statesync.api.shared_execution import SharedEventExecutor
+from statesync.errors import BadInput, BadRequest, StatesyncError
+from statesync.values import json_problem
+
+log = logging.getLogger(__name__)
+
+
+def check_variables(variables: object, max_depth: int) -> dict[str, Any] | None:
+    """The request's variables, or BadRequest / BadInput before graphql-core coerces them
+    (coercion recurses: a deep value must be refused before it gets there)."""
+    if variables is None:
+        return None
+    if not isinstance(variables, Mapping):
+        raise BadRequest("variables must be a JSON object")
+    found = json_problem(variables, max_depth + 1)
+    if found is not None:
+        path, problem = found
+        raise BadInput(f"variable {path} {problem}", field=path)
+    return dict(variables)
+
+
+def error_result(error: StatesyncError | GraphQLError) -> ExecutionResult:
+    if isinstance(error, StatesyncError):
+        error = GraphQLError(error.message, original_error=error)
+    return ExecutionResult(data=None, errors=[coded(error)])
+
+
+def _coded(result: ExecutionResult) -> ExecutionResult:
+    if result.errors:
+        result.errors = [coded(e) for e in result.errors]
+    return result
+
+
+async def execute(schema: GraphQLSchema, prepared: Prepared, variables: dict[str, Any] | None,
+                  context: Context) -> ExecutionResult:
+    """A query or mutation. Never raises for a client's mistake: it is in the result."""
+    result = graphql_execute(
+        schema, prepared.document, context_value=context, variable_values=variables,
+        operation_name=prepared.name, executor_class=SharedEventExecutor,
+    )
+    if inspect.isawaitable(result):
+        result = await result
+    assert isinstance(result, ExecutionResult)
+    return _coded(result)
+
+
+async def subscribe(schema: GraphQLSchema, prepared: Prepared, variables: dict[str, Any] | None,
+                    context: Context) -> _CodedStream | ExecutionResult:
+    """The response stream of a subscription, or the result that refuses it.
+
+    A stream's source may still fail on its first step (an unknown cursor, a collection
+    too large to snapshot): that surfaces as an exception from the iterator, which the
+    transport answers with an ``error`` message (see :func:`failure`)."""
+    stream = graphql_subscribe(
+        schema, prepared.document, context_value=context, variable_values=variables,
+        operation_name=prepared.name, executor_class=SharedEventExecutor,
+    )
+    if inspect.isawaitable(stream):
+        stream = await stream
+    if isinstance(stream, ExecutionResult):
+        return _coded(stream)
+    assert isinstance(stream, AsyncIterator)
+    return _CodedStream(stream)
+
+
+class _CodedStream:
+    """Each result of a response stream with coded errors; closing it closes the source."""
+
+    def __init__(self, source: AsyncIterator[ExecutionResult]) -> None:
+        self._source = source
+
+    def __aiter__(self) -> _CodedStream:
+        return self
+
+    async def __anext__(self) -> ExecutionResult:
+        return _coded(await self._source.__anext__())
+
+    async def aclose(self) -> None:
+        close = getattr(self._source, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def failure(exc: Exception) -> list[GraphQLError]:
+    """The coded errors of an exception that ended an operation's stream."""
+    if isinstance(exc, GraphQLError):
+        original = exc.original_error
+        if isinstance(original, StatesyncError):
+            return [coded(exc)]
+        if original is None:
+            return [coded(exc)]
+        exc = original if isinstance(original, Exception) else exc
+    if isinstance(exc, StatesyncError):
+        return [coded(GraphQLError(exc.message, original_error=exc))]
+    log.error("unexpected error in a subscription", exc_info=exc)
+    return [GraphQLError("Unexpected error.", extensions={"code": "INTERNAL_SERVER_ERROR"})]

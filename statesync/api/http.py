@@ -1,0 +1,188 @@
+"""GraphQL over HTTP (POST and GET), as the graphql-over-http draft describes it.
+
+Every answer is JSON with coded errors, whatever the request: a body that is not JSON,
+not an object, nested too deep, not UTF-8, or has no query is ``BAD_REQUEST`` (400);
+nothing reaches a resolver before the whole operation passed
+:mod:`statesync.api.operations`. ``application/json`` answers well-formed requests with
+200, as the draft requires for it; a client that asks for
+``application/graphql-response+json`` gets 400 for a request that could not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationType
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.http.ides import get_graphql_ide_html
+
+from statesync.api.context import Context
+from statesync.api.errors import coded
+from statesync.api.execution import check_variables, error_result, execute
+from statesync.api.operations import OperationCache, Rejected
+from statesync.errors import BadRequest, StatesyncError
+from statesync.runtime import Runtime
+
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+class GraphQLHTTP:
+    def __init__(self, schema: GraphQLSchema, operations: OperationCache,
+                 runtime: Callable[[], Runtime], *, graphiql: bool) -> None:
+        self.schema = schema
+        self.operations = operations
+        self.runtime = runtime
+        self.graphiql = get_graphql_ide_html("graphiql") if graphiql else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response = await self.respond(request)
+        await response(scope, receive, send)
+
+    async def respond(self, request: Request) -> Response:
+        media = _media_type(request.headers.get("accept", ""))
+        if request.method not in ("GET", "POST"):
+            refused = BadRequest("GraphQL is served over GET and POST")
+            return _answer(error_result(refused), media, 405, {"allow": "GET, POST"})
+        if request.method == "GET" and "query" not in request.query_params \
+                and _wants_html(request.headers.get("accept", "")):
+            if self.graphiql is None:
+                return _answer(error_result(BadRequest("not found")), JSON, 404)
+            return HTMLResponse(self.graphiql)
+        try:
+            params = await _params(request)
+        except StatesyncError as exc:
+            return _answer(error_result(exc), media, 400)
+        try:
+            prepared = self.operations.get(params.get("query"), params.get("operationName"))
+            variables = check_variables(params.get("variables"), self.operations.limits.max_input_depth)
+        except Rejected as rejected:
+            return _answer(ExecutionResult(None, rejected.errors), media,
+                           400 if media == GRAPHQL_RESPONSE or rejected.protocol_error else 200)
+        except StatesyncError as exc:
+            return _answer(error_result(exc), media, 400 if media == GRAPHQL_RESPONSE else 200)
+        if prepared.kind is OperationType.SUBSCRIPTION:
+            refused = BadRequest("subscriptions run over a websocket (graphql-transport-ws)")
+            return _answer(error_result(refused), media, 400)
+        if prepared.kind is OperationType.MUTATION and request.method == "GET":
+            refused = BadRequest("mutations are not allowed over GET; use POST")
+            return _answer(error_result(refused), media, 405, {"allow": "POST"})
+        result = await execute(self.schema, prepared, variables, Context(self.runtime(), request))
+        status = 200
+        if media == GRAPHQL_RESPONSE and result.data is None and result.errors:
+            status = 400  # variables that do not coerce: the request never ran
+        return _answer(result, media, status)
+
+
+async def _params(request: Request) -> dict[str, Any]:
+    if request.method == "GET":
+        params: dict[str, Any] = dict(request.query_params)
+        if params.get("variables"):
+            params["variables"] = _json(params["variables"].encode(), "variables")
+        return params
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != JSON:
+        raise BadRequest(f"the body must be {JSON}, not {content_type or 'unlabelled'}")
+    body = _json(await request.body(), "the body")
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object with a `query`")
+    return body
+
+
+def _json(raw: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(raw)  # strict: UTF-8 only, no NaN, nesting bounded (1024)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+
+
+def _media_type(accept: str) -> str:
+    """graphql-response+json when the client lists it before plain JSON (or alone)."""
+    listed = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if GRAPHQL_RESPONSE in listed and (JSON not in listed
+                                       or listed.index(GRAPHQL_RESPONSE) < listed.index(JSON)):
+        return GRAPHQL_RESPONSE
+    return JSON
+
+
+def _wants_html(accept: str) -> bool:
+    return "text/html" in accept or "*/*" in accept
+
+
+def _answer(result: ExecutionResult, media: str, status: int,
+            headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {}
+    if result.errors:
+        body["errors"] = [coded(e).formatted for e in result.errors]
+    if result.data is not None or not result.errors:
+        body["data"] = result.data
+    return Response(orjson.dumps(body), status, headers, media_type=media)
+
+
+class RequestGuard:
+    """Bodies over ``limit`` bytes are refused (413) before any of it is parsed, and a
+    body must arrive whole within ``timeout`` seconds (408): a client trickling bytes
+    keeps no request open for long."""
+
+    def __init__(self, app: ASGIApp, limit: int, timeout: float) -> None:
+        self.app = app
+        self.limit = limit
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, send, 413)
+            return
+        received = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        done = False
+
+        async def guarded_receive() -> Message:
+            nonlocal received, done
+            if done:  # the body is in: what follows is a disconnect, waited for by Starlette
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise _Refused(408) from None
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _Refused(413)
+            done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        try:
+            await self.app(scope, guarded_receive, send)
+        except _Refused as refused:
+            await self._refuse(scope, send, refused.status)
+
+    async def _refuse(self, scope: Scope, send: Send, status: int) -> None:
+        if status == 413:
+            error = GraphQLError(f"request body over {self.limit} bytes",
+                                 extensions={"code": "PAYLOAD_TOO_LARGE", "limit": self.limit})
+        else:
+            error = GraphQLError(f"the request body did not arrive within {self.timeout}s",
+                                 extensions={"code": "REQUEST_TIMEOUT"})
+        response = Response(orjson.dumps({"errors": [error.formatted]}), status,
+                            {"connection": "close"}, media_type=JSON)
+
+        async def nothing() -> Message:
+            return {"type": "http.disconnect"}
+
+        await response(scope, nothing, send)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status

@@ -1,0 +1,1 @@
+"""statesync's websocket protocols: graphql-transport-ws and the legacy graphql-ws."""

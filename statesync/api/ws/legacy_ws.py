@@ -1,0 +1,94 @@
+"""The legacy graphql-ws protocol (subscriptions-transport-ws), server side: what older
+Apollo clients and ``gql``'s default websocket transport speak. Queries and mutations run
+over it too.
+
+It has no close codes of its own; statesync closes like graphql-transport-ws does:
+4400 for a message that is not the protocol's, 4401 for ``start`` before
+``connection_init``, 4408 when ``connection_init`` does not come within
+``ws_init_timeout``. Errors of an operation are ``error`` messages carrying the first
+coded error; ``ka`` keeps idle connections alive every ``KEEP_ALIVE`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError
+
+from statesync.api.operations import Rejected
+from statesync.api.ws.session import Session, operation_id
+from statesync.api.ws.socket import ProtocolViolation
+
+PROTOCOL = "graphql-ws"
+KEEP_ALIVE = 15.0
+
+
+class LegacyWS(Session):
+    async def handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        handler = {
+            "connection_init": self.handle_connection_init,
+            "start": self.handle_start,
+            "stop": self.handle_stop,
+            "connection_terminate": self.handle_connection_terminate,
+        }.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            raise ProtocolViolation(f"Unknown message type: {str(kind)[:64]}")
+        await handler(message)
+
+    async def handle_connection_init(self, message: dict[str, Any]) -> None:
+        payload = message.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            await self.socket.send({"type": "connection_error",
+                                    "payload": {"message": "Invalid connection init payload"}})
+            await self.socket.close(4400, "Invalid connection init payload")
+            return
+        if self.initialised:
+            await self.socket.close(4429, "Too many initialisation requests")
+            return
+        self.initialised = True
+        await self.socket.send({"type": "connection_ack"})
+        self.acknowledged = True
+        self.side_task(self._keep_alive_loop(), "ws-keep-alive")
+
+    async def _keep_alive_loop(self) -> None:
+        while not self.socket.closed:
+            await self.socket.send({"type": "ka"})
+            await asyncio.sleep(KEEP_ALIVE)
+
+    async def handle_start(self, message: dict[str, Any]) -> None:
+        op_id = operation_id(message)
+        if not self.acknowledged:
+            await self.socket.close(4401, "Unauthorized")
+            return
+        await self.stop_and_wait(op_id)  # a start with a running id replaces that operation
+        payload = message.get("payload")
+        try:
+            prepared = self.prepare(payload)
+        except Rejected as rejected:
+            await self.send_error(op_id, rejected.errors)
+            return
+        assert isinstance(payload, dict)
+        self.start(op_id, prepared, payload.get("variables"))
+
+    async def handle_stop(self, message: dict[str, Any]) -> None:
+        self.stop(operation_id(message))
+
+    async def handle_connection_terminate(self, message: dict[str, Any]) -> None:
+        await self.socket.close(1000)
+
+    async def send_result(self, op_id: str, result: ExecutionResult) -> None:
+        payload: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            payload["errors"] = [e.formatted for e in result.errors]
+        await self.socket.send({"id": op_id, "type": "data", "payload": payload})
+
+    async def send_error(self, op_id: str, errors: list[GraphQLError]) -> None:
+        await self.socket.send({"id": op_id, "type": "error", "payload": errors[0].formatted})
+
+    async def send_complete(self, op_id: str) -> None:
+        await self.socket.send({"id": op_id, "type": "complete"})
+
+    async def stopped(self, op_id: str) -> None:
+        await self.send_complete(op_id)  # subscriptions-transport-ws acknowledges a stop

@@ -1,0 +1,176 @@
+"""What both websocket protocols share: one connection, its operations, their lifetimes.
+
+Each operation runs in its own task inside the connection's ``TaskGroup``: a client's
+``complete`` (or ``stop``) cancels it, its stream is closed in scope (``aclosing``) so the
+subscription leaves the hub at once, and when the connection ends every task is
+cancelled and awaited. An operation never raises into the group: whatever ends it is
+answered on the wire (a coded error, or ``complete``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationType
+
+from statesync.api.context import Context
+from statesync.api.execution import check_variables, error_result, execute, failure, subscribe
+from statesync.api.operations import OperationCache, Prepared
+from statesync.api.ws.socket import ProtocolViolation, Socket
+from statesync.errors import StatesyncError, TooManySubscriptions
+
+log = logging.getLogger(__name__)
+
+
+class Session(ABC):
+    """One websocket speaking one protocol. Subclasses name the messages."""
+
+    def __init__(self, socket: Socket, schema: GraphQLSchema, operations: OperationCache,
+                 context: Context) -> None:
+        self.socket = socket
+        self.schema = schema
+        self.operations = operations
+        self.context = context
+        settings = context.runtime.settings
+        self.init_timeout = settings.ws_init_timeout
+        self.max_operations = settings.max_subscriptions_per_connection
+        self.initialised = False
+        self.acknowledged = False
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._side_tasks: list[asyncio.Task[None]] = []
+
+    async def serve(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            self.side_task(self._init_timeout(), "ws-init-timeout")
+            try:
+                await self._read()
+            finally:
+                for task in [*self._side_tasks, *self.running.values()]:
+                    task.cancel()
+                self.running.clear()
+        await self.socket.close(1000)
+
+    def side_task(self, work: Any, name: str) -> None:
+        """A task of the connection's (a timer, keep-alives), cancelled when it ends."""
+        assert self._group is not None
+        self._side_tasks.append(self._group.create_task(work, name=name))
+
+    async def _read(self) -> None:
+        try:
+            while (message := await self.socket.receive()) is not None:
+                await self.handle(message)
+                if self.socket.closed:
+                    return
+        except ProtocolViolation as violation:
+            await self.socket.close(4400, violation.reason)
+
+    async def _init_timeout(self) -> None:
+        await asyncio.sleep(self.init_timeout)
+        if not self.initialised:
+            await self.socket.close(4408, "Connection initialisation timeout")
+
+    @abstractmethod
+    async def handle(self, message: dict[str, Any]) -> None: ...
+
+    # ---- operations ---------------------------------------------------------------------
+
+    def prepare(self, payload: object) -> Prepared:
+        """The operation a start/subscribe payload asks for, or :class:`Rejected`."""
+        if not isinstance(payload, Mapping):
+            raise ProtocolViolation("the payload must be a JSON object")
+        return self.operations.get(payload.get("query"), payload.get("operationName"))
+
+    def start(self, op_id: str, prepared: Prepared, variables: object) -> None:
+        if len(self.running) >= self.max_operations:
+            limit = TooManySubscriptions(
+                f"this connection already runs {self.max_operations} operations",
+                limit=self.max_operations)
+            self._spawn(op_id, self._refuse(op_id, limit))
+            return
+        self._spawn(op_id, self._run(op_id, prepared, variables))
+
+    def _spawn(self, op_id: str, work: Any) -> None:
+        assert self._group is not None
+        self.running[op_id] = self._group.create_task(work, name=f"ws-operation-{op_id}")
+
+    def stop(self, op_id: str) -> asyncio.Task[None] | None:
+        task = self.running.pop(op_id, None)
+        if task is not None:
+            task.cancel()
+        return task
+
+    async def stop_and_wait(self, op_id: str) -> None:
+        """Stop an operation and let it finish saying so, before its id is used again."""
+        task = self.stop(op_id)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _refuse(self, op_id: str, error: StatesyncError) -> None:
+        try:
+            await self.send_error(op_id, error_result(error).errors or [])
+        finally:
+            self._forget(op_id)
+
+    async def _run(self, op_id: str, prepared: Prepared, raw_variables: object) -> None:
+        try:
+            variables = check_variables(raw_variables, self.operations.limits.max_input_depth)
+            if prepared.kind is OperationType.SUBSCRIPTION:
+                await self._stream(op_id, prepared, variables)
+            else:
+                result = await execute(self.schema, prepared, variables, self.context)
+                await self.send_result(op_id, result)
+                await self.send_complete(op_id)
+        except asyncio.CancelledError:
+            await self.stopped(op_id)
+            raise
+        except Exception as exc:  # a coded client error, or a bug (logged, masked)
+            await self.send_error(op_id, failure(exc))
+        finally:
+            self._forget(op_id)
+
+    async def _stream(self, op_id: str, prepared: Prepared, variables: dict[str, Any] | None) -> None:
+        stream = await subscribe(self.schema, prepared, variables, self.context)
+        if isinstance(stream, ExecutionResult):
+            await self.send_error(op_id, stream.errors or [])
+            return
+        async with contextlib.aclosing(stream):
+            async for result in stream:
+                await self.send_result(op_id, result)
+        await self.send_complete(op_id)
+
+    def _forget(self, op_id: str) -> None:
+        task = self.running.get(op_id)
+        if task is asyncio.current_task():
+            del self.running[op_id]
+
+    # ---- what each protocol says ----------------------------------------------------------
+
+    @abstractmethod
+    async def send_result(self, op_id: str, result: ExecutionResult) -> None: ...
+
+    @abstractmethod
+    async def send_error(self, op_id: str, errors: list[GraphQLError]) -> None: ...
+
+    @abstractmethod
+    async def send_complete(self, op_id: str) -> None: ...
+
+    @abstractmethod
+    async def stopped(self, op_id: str) -> None:
+        """The client stopped the operation (or left)."""
+
+
+def operation_id(message: Mapping[str, Any]) -> str:
+    op_id = message.get("id")
+    if not isinstance(op_id, str) or not op_id:
+        raise ProtocolViolation("the message needs an `id` that is a non-empty string")
+    if len(op_id) > 256:
+        raise ProtocolViolation("the message's `id` is longer than 256 characters")
+    return op_id

@@ -1,0 +1,103 @@
+"""uvicorn as statesync runs it, with the connection timeouts uvicorn lacks.
+
+uvicorn bounds idle keep-alive connections, but not a connection that never finishes
+sending its request headers (one byte every few seconds keeps it open forever), and a
+websocket whose client stops reading blocks every send to it, for ever, while the
+server keeps what it meant to send. The two protocol classes here close both:
+
+- :class:`GuardedHttp`: a connection has ``http_header_timeout`` seconds, from when it
+  opens or its last response was sent, to deliver the next request's headers;
+- :class:`GuardedWebSocket`: a frame that cannot be written within ``ws_send_timeout``
+  (the client has not read the ones before it) aborts the connection.
+
+This is the one module that subclasses uvicorn's internals; ``tests/integration/
+test_serving.py`` drives each hook against a real server, so an upgrade that moves them
+fails there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from statesync.config import Settings
+
+KEEP_ALIVE_TIMEOUT = 5  # uvicorn's default: idle connections between requests
+
+
+class GuardedHttp(H11Protocol):
+    header_timeout: float = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def handle_events(self) -> None:
+        scope = self.scope
+        super().handle_events()
+        if self.scope is not scope:  # a request's headers arrived
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        self._arm()  # before uvicorn looks at a pipelined request, which disarms again
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._head_timer = None
+        # Upgraded to a websocket meanwhile: that protocol owns the transport now.
+        if self.transport.get_protocol() is self and not self.transport.is_closing():
+            self.transport.close()
+
+
+class GuardedWebSocket(WebSocketsSansIOProtocol):
+    send_timeout: float = 10.0
+
+    async def send(self, message: Any) -> None:
+        if not self.writable.is_set() and not self.disconnected:
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await self.writable.wait()
+            except TimeoutError:
+                # The client stopped reading: what it has not read is dropped with it.
+                self.transport.abort()
+                raise ClientDisconnected from None
+        await super().send(message)
+
+
+def config(app: ASGIApp, settings: Settings, *, host: str | None = None, port: int | None = None,
+           **options: Any) -> uvicorn.Config:
+    http = type("StatesyncHttp", (GuardedHttp,), {"header_timeout": settings.http_header_timeout})
+    ws = type("StatesyncWebSocket", (GuardedWebSocket,), {"send_timeout": settings.ws_send_timeout})
+    return uvicorn.Config(
+        app, host=settings.host if host is None else host,
+        port=settings.port if port is None else port,
+        http=http, ws=ws,
+        # permessage-deflate costs more CPU and memory per connection than it saves on
+        # small JSON frames; off unless measured otherwise.
+        ws_per_message_deflate=False,
+        ws_max_size=settings.max_message_bytes,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        log_level=settings.log_level.lower(),
+        **options,
+    )
