@@ -542,6 +542,8 @@ def validate_cursor(
     order_kinds = validate_order(order, kinds)
     if len(after) != len(order) + 1 or not isinstance(after[-1], str):
         raise InvalidPageToken("page token does not fit this ordering")
+    if text_problem(after[-1]) is not None:
+        raise InvalidPageToken("page token does not fit this ordering")
     values = [
         _cursor_value(kind, v) for kind, v in zip(order_kinds, after[:-1], strict=True)
     ]

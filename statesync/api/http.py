@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.ides import get_graphql_ide_html
 
+from statesync.api import wire
 from statesync.api.context import Context
 from statesync.api.errors import coded
 from statesync.api.execution import check_variables, error_result, execute
@@ -97,8 +98,8 @@ async def _params(request: Request) -> dict[str, Any]:
 
 def _json(raw: bytes, what: str) -> Any:
     try:
-        return orjson.loads(raw)  # strict: UTF-8 only, no NaN, nesting bounded (1024)
-    except orjson.JSONDecodeError as exc:
+        return wire.decode(raw)
+    except wire.Undecodable as exc:
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
 
 

@@ -79,7 +79,7 @@ def check_document(document: DocumentNode, limits: QueryLimits) -> None:
             aliases += 1
         elif isinstance(node, DirectiveNode):
             directives += 1
-        elif isinstance(node, ObjectValueNode | ListValueNode) and depth > limits.max_input_depth:
+        elif isinstance(node, ObjectValueNode | ListValueNode) and depth >= limits.max_input_depth:
             raise _too_complex("max_input_depth", limits.max_input_depth, None,
                                "input values nested deeper")
         elif isinstance(node, StringValueNode):

@@ -98,6 +98,10 @@ def _parse(query: str, limits: QueryLimits) -> DocumentNode:
             raise QueryTooComplex(f"the document has more than {limits.max_tokens} tokens",
                                   limit="max_query_tokens", maximum=limits.max_tokens,
                                   actual=None) from None
+        if "nested too deeply" in exc.message:
+            raise QueryTooComplex("the document nests deeper than the parser allows",
+                                  limit="max_query_depth", maximum=limits.max_depth,
+                                  actual=None) from None
         raise Rejected([coded(exc)], protocol_error=True) from None
 
 

@@ -141,7 +141,11 @@ class TypeFactory:
         convert: Converter | None = None
         if isinstance(shape, Scalar):
             base = shape.py
-            convert = parse_datetime if shape.kind is FieldKind.DATETIME else None
+            # A float written with an exponent may read back from JSONB as an integer
+            # (statesync.values); GraphQL's Float refuses large ones, so make it a float again.
+            converters: dict[FieldKind, Converter] = {FieldKind.DATETIME: parse_datetime,
+                                                      FieldKind.FLOAT: float}
+            convert = converters.get(shape.kind)
         elif isinstance(shape, EnumRef):
             base = self._enum(shape.cls)
         elif isinstance(shape, JsonRef):

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from statesync.api import wire
+
 
 class ProtocolViolation(Exception):
     def __init__(self, reason: str) -> None:
@@ -39,8 +41,8 @@ class Socket:
         if text is None:
             raise ProtocolViolation("WebSocket message type must be text")
         try:
-            decoded = orjson.loads(text)
-        except orjson.JSONDecodeError:
+            decoded = wire.decode(text.encode())
+        except wire.Undecodable:
             raise ProtocolViolation("WebSocket message must be valid JSON") from None
         if not isinstance(decoded, dict):
             raise ProtocolViolation("WebSocket message must be a JSON object")
