@@ -53,6 +53,7 @@ def query_limits(settings: Settings) -> QueryLimits:
         max_aliases=settings.max_aliases, max_directives=settings.max_directives,
         max_root_fields=settings.max_root_fields, max_field_repeats=settings.max_field_repeats,
         max_cost=settings.max_query_cost, max_input_depth=settings.max_input_depth,
+        max_input_values=settings.max_input_values,
         default_page_size=settings.default_page_size, max_page_size=settings.max_page_size,
     )
 

@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     max_input_depth: int = Field(
         default=32, ge=4, description="Nesting of input values: literals, variables, JSON fields, payloads."
     )
+    max_input_values: int = Field(
+        default=20_000, ge=100,
+        description="JSON values in one request's variables (each object, list, string, number).",
+    )
     max_filter_values: int = Field(
         default=1000, ge=10,
         description="Comparisons plus listed values (`in`, `notIn`, `between`) in one `where`.",

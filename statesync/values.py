@@ -74,13 +74,23 @@ def check_instant(value: datetime, field: str) -> datetime:
     return value
 
 
-def json_problem(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[str, str] | None:
+class TooManyValues(Exception):
+    """More than ``max_values`` JSON values: refused before the rest is looked at."""
+
+
+def json_problem(value: Any, max_depth: int = DEFAULT_MAX_DEPTH, max_values: int | None = None
+                 ) -> tuple[str, str] | None:
     """The first ``(path, problem)`` that keeps ``value`` out of the domain, or None.
 
-    Iterative, so a hostile nesting depth costs no recursion."""
+    Iterative, so a hostile nesting depth costs no recursion; with ``max_values``, it
+    stops (raising :class:`TooManyValues`) once it has seen that many values."""
     stack: list[tuple[str, Any, int]] = [("", value, 0)]
+    seen = 0
     while stack:
         path, item, depth = stack.pop()
+        seen += 1
+        if max_values is not None and seen > max_values:
+            raise TooManyValues
         if isinstance(item, str):
             problem = text_problem(item)
             if problem is not None:

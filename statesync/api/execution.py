@@ -17,20 +17,25 @@ from statesync.api.context import Context
 from statesync.api.errors import coded
 from statesync.api.operations import Prepared
 from statesync.api.shared_execution import SharedEventExecutor
-from statesync.errors import BadInput, BadRequest, StatesyncError
-from statesync.values import json_problem
+from statesync.errors import BadInput, BadRequest, QueryTooComplex, StatesyncError
+from statesync.values import TooManyValues, json_problem
 
 log = logging.getLogger(__name__)
 
 
-def check_variables(variables: object, max_depth: int) -> dict[str, Any] | None:
-    """The request's variables, or BadRequest / BadInput before graphql-core coerces them
-    (coercion recurses: a deep value must be refused before it gets there)."""
+def check_variables(variables: object, max_depth: int, max_values: int) -> dict[str, Any] | None:
+    """The request's variables, or BadRequest / BadInput / QueryTooComplex before
+    graphql-core coerces them: coercion recurses, so a deep value must be refused before it
+    gets there, and costs about 1.5 µs a value, so a huge list must be too."""
     if variables is None:
         return None
     if not isinstance(variables, Mapping):
         raise BadRequest("variables must be a JSON object")
-    found = json_problem(variables, max_depth + 1)
+    try:
+        found = json_problem(variables, max_depth + 1, max_values + 1)
+    except TooManyValues:
+        raise QueryTooComplex(f"the variables hold more than {max_values} values",
+                              limit="max_input_values", maximum=max_values, actual=None) from None
     if found is not None:
         path, problem = found
         raise BadInput(f"variable {path} {problem}", field=path)

@@ -62,7 +62,8 @@ class GraphQLHTTP:
             return _answer(error_result(exc), media, 400)
         try:
             prepared = self.operations.get(params.get("query"), params.get("operationName"))
-            variables = check_variables(params.get("variables"), self.operations.limits.max_input_depth)
+            variables = check_variables(params.get("variables"), self.operations.limits.max_input_depth,
+                                        self.operations.limits.max_input_values)
         except Rejected as rejected:
             return _answer(ExecutionResult(None, rejected.errors), media,
                            400 if media == GRAPHQL_RESPONSE or rejected.protocol_error else 200)

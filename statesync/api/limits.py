@@ -14,7 +14,8 @@ Every bound is a setting (see the README's configuration table):
   ``first`` argument multiplies what it selects by ``first`` (its default when absent,
   ``max_page_size`` when it is a variable). Fragments are costed once and multiplied
   where they are spread, so a fragment "bomb" is priced at its expanded size;
-- ``max_input_depth``: nesting of literal input objects and lists.
+- ``max_input_depth``: nesting of literal input objects and lists (and of variables);
+- ``max_input_values``: JSON values in a request's variables, counted before coercion.
 
 Literal strings are also checked against :mod:`statesync.values`: a NUL character or a
 lone surrogate is a client mistake, answered before anything runs.
@@ -61,6 +62,7 @@ class QueryLimits:
     max_field_repeats: int = 10
     max_cost: int = 25_000
     max_input_depth: int = 32
+    max_input_values: int = 20_000
     default_page_size: int = 50
     max_page_size: int = 500
 

@@ -131,7 +131,9 @@ DOCUMENTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("a payload nested too deep", "mutation($p: JSON) { emitEvent(type: \"A.b\", payload: $p) { eventId } }",
      {"p": {"a": nested(40)}}, "BAD_USER_INPUT"),
     ("a filter with too many values", "query($ids: [ID!]) { gauges(where: {id: {in: $ids}}) "
-     "{ nodes { id } } }", {"ids": [f"g{i}" for i in range(40_000)]}, "QUERY_TOO_COMPLEX"),
+     "{ nodes { id } } }", {"ids": [f"g{i}" for i in range(2_000)]}, "QUERY_TOO_COMPLEX:max_filter_values"),
+    ("variables with too many values", "query($ids: [ID!]) { gauges(where: {id: {in: $ids}}) "
+     "{ nodes { id } } }", {"ids": [f"g{i}" for i in range(40_000)]}, "QUERY_TOO_COMPLEX:max_input_values"),
 ]
 
 
@@ -142,7 +144,10 @@ def test_bad_documents_and_values(api: Api, what: str, query: str, variables: di
     before = api.state()
     body = api.graphql(query, variables)
     assert body.get("errors"), (what, body)
+    code, _, limit = code.partition(":")
     assert [e["extensions"]["code"] for e in body["errors"]] == [code], (what, body)
+    if limit:
+        assert body["errors"][0]["extensions"]["limit"] == limit, body
     assert "Traceback" not in orjson.dumps(body).decode()
     assert api.state() == before, what
     assert api.healthy()

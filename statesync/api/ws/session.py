@@ -121,7 +121,8 @@ class Session(ABC):
 
     async def _run(self, op_id: str, prepared: Prepared, raw_variables: object) -> None:
         try:
-            variables = check_variables(raw_variables, self.operations.limits.max_input_depth)
+            variables = check_variables(raw_variables, self.operations.limits.max_input_depth,
+                                        self.operations.limits.max_input_values)
             if prepared.kind is OperationType.SUBSCRIPTION:
                 await self._stream(op_id, prepared, variables)
             else:
