@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -74,12 +75,19 @@ def reset_database(url: str) -> None:
     asyncio.run(reset())
 
 
+class Api(NamedTuple):
+    base: str
+    process: subprocess.Popen[bytes]
+
+
 @contextlib.contextmanager
-def api_process(database_url: str, redis_url: str) -> Iterator[str]:
+def api_process(database_url: str, redis_url: str, **settings: str) -> Iterator[Api]:
+    """`statesync serve` on a free port; ``settings`` are more STATESYNC_* variables."""
     port = free_port()
     env = {**os.environ, "STATESYNC_DATABASE_URL": database_url, "STATESYNC_REDIS_URL": redis_url,
            "STATESYNC_PORT": str(port), "STATESYNC_SCHEMA_PATH": str(ROOT / "schema"),
-           "STATESYNC_LOG_LEVEL": "WARNING", "STATESYNC_CHANNEL_PREFIX": f"bench-{port}"}
+           "STATESYNC_LOG_LEVEL": "WARNING", "STATESYNC_CHANNEL_PREFIX": f"bench-{port}",
+           **{f"STATESYNC_{name.upper()}": value for name, value in settings.items()}}
     process = subprocess.Popen([sys.executable, "-m", "statesync", "serve"], env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -93,7 +101,7 @@ def api_process(database_url: str, redis_url: str) -> Iterator[str]:
             time.sleep(0.1)  # waiting on another process's readiness; no event to await
         else:
             raise SystemExit("statesync serve did not become healthy in 30 s")
-        yield base
+        yield Api(base, process)
     finally:
         process.terminate()
         process.wait(10)
@@ -177,9 +185,9 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--changes", type=int, default=200)
     args = parser.parse_args()
-    with services() as (database_url, redis_url), api_process(database_url, redis_url) as base:
-        asyncio.run(throughput(base, args.clients, args.seconds))
-        asyncio.run(latency(base, args.subscribers, args.changes))
+    with services() as (database_url, redis_url), api_process(database_url, redis_url) as api:
+        asyncio.run(throughput(api.base, args.clients, args.seconds))
+        asyncio.run(latency(api.base, args.subscribers, args.changes))
 
 
 if __name__ == "__main__":

@@ -111,7 +111,10 @@ class Settings(BaseSettings):
         description="Subscription snapshots and replays read at once per process; "
                     "the others queue, so commits keep their connections.",
     )
-    max_query_tokens: int = Field(default=5000, ge=100, description="Lexical tokens in one GraphQL document.")
+    max_query_tokens: int = Field(
+        default=2000, ge=100,
+        description="Lexical tokens in one GraphQL document (GraphiQL's introspection takes ~200).",
+    )
     max_query_depth: int = Field(default=15, ge=2, description="Nesting of selections, fragments expanded.")
     max_aliases: int = Field(default=100, ge=0, description="Aliases in one GraphQL document.")
     max_directives: int = Field(default=50, ge=0, description="Directives in one GraphQL document.")

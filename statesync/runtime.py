@@ -21,6 +21,7 @@ from statesync.feed.channels import Channels
 from statesync.feed.delivery_changes import DeliveryChanges
 from statesync.feed.hub import Hub
 from statesync.feed.sequencer import Sequencer
+from statesync.pacing import Pacer
 from statesync.store.commits import CommitResult, Emitted, Model, commit_steps, emit_steps, run_async
 from statesync.store.statements import notify_relay, redeliver
 
@@ -40,6 +41,7 @@ class Runtime:
     models: Mapping[str, Model]
     delivery_changes: DeliveryChanges = field(default_factory=DeliveryChanges)
     snapshot_slots: asyncio.Semaphore = field(default_factory=asyncio.Semaphore)
+    pacer: Pacer = field(default_factory=Pacer)
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

@@ -26,9 +26,11 @@ class Context:
     runtime: Runtime
     transport: HTTPConnection  # the HTTP request, or the websocket's upgrade request
     slots: asyncio.Semaphore = field(init=False)
+    _snapshot_turn: asyncio.Lock = field(init=False)
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.runtime.settings.db_connections_per_client)
+        self._snapshot_turn = asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -38,11 +40,21 @@ class Context:
 
     @contextlib.asynccontextmanager
     async def streaming_read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for a subscription's snapshot or replay: these also queue for one of
-        the process's ``max_concurrent_snapshots`` places, so a thousand subscriptions opened
-        at once read a few at a time, in turn, while commits keep their connections."""
+        """A connection for a page of a subscription's replay: these also queue for one of
+        the process's ``max_concurrent_snapshots`` places, so a thousand subscriptions
+        resuming at once read a few at a time, in turn, while commits keep their connections."""
         async with self.slots, self.runtime.snapshot_slots, self.runtime.connect() as connection:
             yield connection
+
+    @contextlib.asynccontextmanager
+    async def snapshot_turn(self) -> AsyncIterator[None]:
+        """The right to read a snapshot and hand out its chunks: one at a time per client,
+        ``max_concurrent_snapshots`` at a time per process, first come first served. Held
+        until the last chunk is taken, so no more snapshots sit in memory than that (a
+        thousand subscriptions opened at once wait their turn instead of being read at
+        once and queued in full)."""
+        async with self._snapshot_turn, self.runtime.snapshot_slots:
+            yield
 
     @contextlib.asynccontextmanager
     async def share(self) -> AsyncIterator[None]:

@@ -9,15 +9,24 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, GraphQLSchema
+from graphql import (
+    ExecutionResult,
+    Executor,
+    GraphQLError,
+    GraphQLSchema,
+    create_source_event_stream,
+    execute_subscription_event,
+    map_source_to_response_event,
+)
 from graphql import execute as graphql_execute
-from graphql import subscribe as graphql_subscribe
 
 from statesync.api.context import Context
 from statesync.api.errors import coded
 from statesync.api.operations import Prepared
 from statesync.api.shared_execution import SharedEventExecutor
+from statesync.api.types import ChangeMessage, ChangeOp
 from statesync.errors import BadInput, BadRequest, QueryTooComplex, StatesyncError
+from statesync.pacing import Pacer
 from statesync.values import TooManyValues, json_problem
 
 log = logging.getLogger(__name__)
@@ -74,16 +83,37 @@ async def subscribe(schema: GraphQLSchema, prepared: Prepared, variables: dict[s
     A stream's source may still fail on its first step (an unknown cursor, a collection
     too large to snapshot): that surfaces as an exception from the iterator, which the
     transport answers with an ``error`` message (see :func:`failure`)."""
-    stream = graphql_subscribe(
-        schema, prepared.document, context_value=context, variable_values=variables,
-        operation_name=prepared.name, executor_class=SharedEventExecutor,
-    )
-    if inspect.isawaitable(stream):
-        stream = await stream
-    if isinstance(stream, ExecutionResult):
-        return _coded(stream)
-    assert isinstance(stream, AsyncIterator)
-    return _CodedStream(stream)
+    executor = SharedEventExecutor.build(
+        schema, prepared.document, context_value=context, raw_variable_values=variables,
+        operation_name=prepared.name)
+    if isinstance(executor, list):
+        return _coded(ExecutionResult(None, errors=executor))
+    source = create_source_event_stream(executor)
+    if inspect.isawaitable(source):
+        source = await source
+    if isinstance(source, ExecutionResult):
+        return _coded(source)
+    paced = _paced(context.runtime.pacer)
+    return _CodedStream(map_source_to_response_event(executor, source, paced))
+
+
+def _paced(pacer: Pacer) -> Any:
+    """Execute each event; a snapshot chunk (hundreds of documents: milliseconds of CPU
+    with nothing to await) as bulk work (statesync.pacing), so that a thousand
+    subscriptions opened at once render one chunk at a time, yielding to requests."""
+
+    async def snapshot(per_event: Executor[Any]) -> ExecutionResult:
+        async with pacer.bulk():
+            result = execute_subscription_event(per_event)
+            return await result if inspect.isawaitable(result) else result
+
+    def run(per_event: Executor[Any]) -> Any:
+        message = per_event.root_value
+        if isinstance(message, ChangeMessage) and message.op is ChangeOp.SNAPSHOT:
+            return snapshot(per_event)
+        return execute_subscription_event(per_event)
+
+    return run
 
 
 class _CodedStream:

@@ -60,8 +60,10 @@ class GraphQLHTTP:
             params = await _params(request)
         except StatesyncError as exc:
             return _answer(error_result(exc), media, 400)
+        runtime = self.runtime()
         try:
-            prepared = self.operations.get(params.get("query"), params.get("operationName"))
+            prepared = await self.operations.prepared(params.get("query"), params.get("operationName"),
+                                                      runtime.pacer)
             variables = check_variables(params.get("variables"), self.operations.limits.max_input_depth,
                                         self.operations.limits.max_input_values)
         except Rejected as rejected:
@@ -75,7 +77,8 @@ class GraphQLHTTP:
         if prepared.kind is OperationType.MUTATION and request.method == "GET":
             refused = BadRequest("mutations are not allowed over GET; use POST")
             return _answer(error_result(refused), media, 405, {"allow": "POST"})
-        result = await execute(self.schema, prepared, variables, Context(self.runtime(), request))
+        with runtime.pacer.request():
+            result = await execute(self.schema, prepared, variables, Context(runtime, request))
         status = 200
         if media == GRAPHQL_RESPONSE and result.data is None and result.errors:
             status = 400  # variables that do not coerce: the request never ran

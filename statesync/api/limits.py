@@ -54,7 +54,7 @@ from statesync.values import text_problem
 
 @dataclass(frozen=True, slots=True)
 class QueryLimits:
-    max_tokens: int = 5000
+    max_tokens: int = 2000
     max_depth: int = 15
     max_aliases: int = 100
     max_directives: int = 50

@@ -30,6 +30,7 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from statesync.api.errors import coded
 from statesync.api.limits import QueryLimits, check_document, check_operation
 from statesync.errors import BadRequest, OperationUnresolved, QueryTooComplex, StatesyncError
+from statesync.pacing import Pacer
 
 RULES = (*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule)
 # What a parsed and validated document keeps in memory, per character of its text
@@ -128,14 +129,30 @@ class OperationCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, query: object, operation_name: object) -> Prepared:
-        """The prepared operation, or :class:`Rejected`."""
+    def cached(self, query: object, operation_name: object) -> Prepared | None:
         if isinstance(query, str) and (operation_name is None or isinstance(operation_name, str)):
             key = (query, operation_name)
             hit = self._entries.get(key)
             if hit is not None:
                 self._entries.move_to_end(key)
                 return hit[0]
+        return None
+
+    async def prepared(self, query: object, operation_name: object, pacer: Pacer) -> Prepared:
+        """:meth:`get`, preparing a document the cache has not seen as bulk work
+        (statesync.pacing): clients sending new documents as fast as they can take turns,
+        and yield to requests whose documents are known."""
+        hit = self.cached(query, operation_name)
+        if hit is not None:
+            return hit
+        async with pacer.bulk():
+            return self.get(query, operation_name)
+
+    def get(self, query: object, operation_name: object) -> Prepared:
+        """The prepared operation, or :class:`Rejected`."""
+        hit = self.cached(query, operation_name)
+        if hit is not None:
+            return hit
         prepared = prepare(self.schema, query, operation_name, self.limits)
         assert isinstance(query, str) and (operation_name is None or isinstance(operation_name, str))
         self._keep((query, operation_name), prepared, len(query) * BYTES_PER_CHARACTER)

@@ -153,20 +153,25 @@ async def _read_snapshot(connection: AsyncConnection, ctx: Context, target: Targ
 
 async def _snapshot(ctx: Context, target: Target, subscriber: Subscriber
                     ) -> AsyncIterator[Message]:
-    async with ctx.streaming_read() as connection:
-        head, pending, snapshot = await _read_snapshot(connection, ctx, target)
-    cursor = head
-    if pending:
-        cursor = await _align(ctx, subscriber, target, pending, snapshot, head)
-    docs = sorted(snapshot.values(), key=lambda d: d["id"])
-    if target.doc_id is not None:
-        document = docs[0] if docs else None
-        yield Message(op="SNAPSHOT", cursor=cursor, document=document)
+    if target.doc_id is not None:  # one document: too small to queue for a turn
+        head, pending, snapshot = await _read(ctx, target)
+        cursor = await _align(ctx, subscriber, target, pending, snapshot, head) if pending else head
+        yield Message(op="SNAPSHOT", cursor=cursor, document=snapshot.get(target.doc_id))
         return
-    chunk = ctx.runtime.settings.snapshot_chunk_size
-    for start in range(0, max(len(docs), 1), chunk):
-        yield Message(op="SNAPSHOT", cursor=cursor, documents=docs[start : start + chunk],
-                      has_more=start + chunk < len(docs))
+    async with ctx.snapshot_turn():
+        head, pending, snapshot = await _read(ctx, target)
+        cursor = await _align(ctx, subscriber, target, pending, snapshot, head) if pending else head
+        docs = sorted(snapshot.values(), key=lambda d: d["id"])
+        del snapshot
+        chunk = ctx.runtime.settings.snapshot_chunk_size
+        for start in range(0, max(len(docs), 1), chunk):
+            yield Message(op="SNAPSHOT", cursor=cursor, documents=docs[start : start + chunk],
+                          has_more=start + chunk < len(docs))
+
+
+async def _read(ctx: Context, target: Target) -> tuple[int, set[int], dict[str, dict[str, Any]]]:
+    async with ctx.connect() as connection:
+        return await _read_snapshot(connection, ctx, target)
 
 
 async def _align(ctx: Context, subscriber: Subscriber, target: Target, pending: set[int],

@@ -4,6 +4,7 @@ keeps serving (and, at the end of the module, has logged nothing)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -172,9 +173,19 @@ def test_too_many_operations_on_one_socket(api: Api) -> None:
 
 
 def test_a_message_over_the_limit_closes_1009(api: Api) -> None:
-    with socket(api, TRANSPORT) as ws:
-        ws.send(subscribe("1", {"query": WATCH, "variables": {"x": "y" * api.settings.max_message_bytes}}))
-        assert closed_with(ws)[0] == 1009
+    codes = []
+    for _ in range(3):  # the close frame can be lost to the reset of a half-sent message
+        with socket(api, TRANSPORT) as ws:
+            with contextlib.suppress(ConnectionClosed):
+                ws.send(subscribe("1", {"query": WATCH, "variables": {
+                    "x": "y" * api.settings.max_message_bytes}}))
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    receive(ws)
+            codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
+        if 1009 in codes:
+            break
+    assert 1009 in codes and set(codes) <= {1009, None}, codes
     assert api.healthy()
 
 

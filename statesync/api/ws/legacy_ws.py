@@ -65,7 +65,7 @@ class LegacyWS(Session):
         await self.stop_and_wait(op_id)  # a start with a running id replaces that operation
         payload = message.get("payload")
         try:
-            prepared = self.prepare(payload)
+            prepared = await self.prepare(payload)
         except Rejected as rejected:
             await self.send_error(op_id, rejected.errors)
             return

@@ -81,11 +81,12 @@ class Session(ABC):
 
     # ---- operations ---------------------------------------------------------------------
 
-    def prepare(self, payload: object) -> Prepared:
+    async def prepare(self, payload: object) -> Prepared:
         """The operation a start/subscribe payload asks for, or :class:`Rejected`."""
         if not isinstance(payload, Mapping):
             raise ProtocolViolation("the payload must be a JSON object")
-        return self.operations.get(payload.get("query"), payload.get("operationName"))
+        return await self.operations.prepared(payload.get("query"), payload.get("operationName"),
+                                              self.context.runtime.pacer)
 
     def start(self, op_id: str, prepared: Prepared, variables: object) -> None:
         if len(self.running) >= self.max_operations:
@@ -126,7 +127,8 @@ class Session(ABC):
             if prepared.kind is OperationType.SUBSCRIPTION:
                 await self._stream(op_id, prepared, variables)
             else:
-                result = await execute(self.schema, prepared, variables, self.context)
+                with self.context.runtime.pacer.request():
+                    result = await execute(self.schema, prepared, variables, self.context)
                 await self.send_result(op_id, result)
                 await self.send_complete(op_id)
         except asyncio.CancelledError:

@@ -73,7 +73,7 @@ class TransportWS(Session):
             return
         payload = message.get("payload")
         try:
-            prepared = self.prepare(payload)
+            prepared = await self.prepare(payload)
         except Rejected as rejected:
             if rejected.protocol_error:
                 await self.socket.close(4400, rejected.errors[0].message)

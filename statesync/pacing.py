@@ -1,0 +1,45 @@
+"""Bulk CPU work yields to requests.
+
+Some work is milliseconds of CPU with nothing to await: rendering a snapshot chunk of
+hundreds of documents, parsing and validating a document the cache has not seen. On one
+event loop, a thousand such pieces queued at once would put every commit behind all of
+them. So bulk work runs one piece at a time and, while any request (a query or a
+mutation, over HTTP or a websocket) is being answered, takes at most ``share`` of the
+time: after a piece that took *t*, the next waits ``t * (1 - share) / share``. With
+nothing else to do, bulk work runs back to back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+
+class Pacer:
+    def __init__(self, share: float = 1 / 4) -> None:
+        if not 0 < share <= 1:
+            raise ValueError("share must be in (0, 1]")
+        self.share = share
+        self.requests = 0  # answered right now
+        self._turn = asyncio.Lock()
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        self.requests += 1
+        try:
+            yield
+        finally:
+            self.requests -= 1
+
+    @contextlib.asynccontextmanager
+    async def bulk(self) -> AsyncIterator[None]:
+        async with self._turn:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                yield
+            finally:
+                spent = loop.time() - started
+                if self.requests and spent > 0:
+                    await asyncio.sleep(spent * (1 - self.share) / self.share)
