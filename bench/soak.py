@@ -44,7 +44,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from statesync.client import Client
 
 PRODUCT = {"sku": "soak", "name": "soak", "priceCents": 1}
-COLLECTION = 'subscription { orders(where: {customer: {eq: "soak"}}) { op documents { id note items { sku } } } }'
+COLLECTION = ('subscription { orders(where: {customer: {eq: "soak"}}) '
+              "{ op documents { id note items { sku } } } }")
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
