@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import multiprocessing
 import os
 import socket
@@ -37,13 +36,12 @@ from pathlib import Path
 
 import httpx
 import orjson
-from core import api_process, percentile, services  # bench/core.py, beside this file
+from core import api_process, measure_commits, services  # bench/core.py, beside this file
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from statesync.client import Client
 
-PRODUCT = {"sku": "soak", "name": "soak", "priceCents": 1}
 COLLECTION = ('subscription { orders(where: {customer: {eq: "soak"}}) '
               "{ op documents { id note items { sku } } } }")
 
@@ -58,25 +56,8 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
 # ---- the normal client -----------------------------------------------------------------
 
 async def commits(base: str, clients: int, seconds: float) -> tuple[float, float]:
-    async with Client(base, timeout=30) as api:
-        ids = [f"soak-{n}" for n in range(clients)]
-        for doc_id in ids:
-            with contextlib.suppress(Exception):
-                await api.create("Product", PRODUCT, id=doc_id)
-        latencies: list[float] = []
-        deadline = time.perf_counter() + seconds
-
-        async def worker(doc_id: str) -> None:
-            n = 0
-            while time.perf_counter() < deadline:
-                n += 1
-                started = time.perf_counter()
-                await api.update("Product", doc_id, {"priceCents": n})
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in ids))
-        return len(latencies) / (time.perf_counter() - started), percentile(latencies, 0.99) * 1e3
+    rate, _, p99 = await measure_commits(base, clients, seconds)
+    return rate, p99 * 1e3
 
 
 async def seed(base: str) -> None:

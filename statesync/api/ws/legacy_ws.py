@@ -12,45 +12,33 @@ coded error; ``ka`` keeps idle connections alive every ``KEEP_ALIVE`` seconds.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from graphql import ExecutionResult, GraphQLError
 
 from statesync.api.operations import Rejected
-from statesync.api.ws.session import Session, operation_id
-from statesync.api.ws.socket import ProtocolViolation
+from statesync.api.ws.session import Session, operation_id, result_payload
 
 PROTOCOL = "graphql-ws"
 KEEP_ALIVE = 15.0
 
 
 class LegacyWS(Session):
-    async def handle(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        handler = {
-            "connection_init": self.handle_connection_init,
-            "start": self.handle_start,
-            "stop": self.handle_stop,
-            "connection_terminate": self.handle_connection_terminate,
-        }.get(kind) if isinstance(kind, str) else None
-        if handler is None:
-            raise ProtocolViolation(f"Unknown message type: {str(kind)[:64]}")
-        await handler(message)
+    MESSAGES: ClassVar[Mapping[str, str]] = {
+        "connection_init": "handle_connection_init",
+        "start": "handle_start",
+        "stop": "handle_stop",
+        "connection_terminate": "handle_connection_terminate",
+    }
 
     async def handle_connection_init(self, message: dict[str, Any]) -> None:
-        payload = message.get("payload")
-        if payload is not None and not isinstance(payload, dict):
-            await self.socket.send({"type": "connection_error",
-                                    "payload": {"message": "Invalid connection init payload"}})
-            await self.socket.close(4400, "Invalid connection init payload")
-            return
-        if self.initialised:
-            await self.socket.close(4429, "Too many initialisation requests")
-            return
-        self.initialised = True
-        await self.socket.send({"type": "connection_ack"})
-        self.acknowledged = True
-        self.side_task(self._keep_alive_loop(), "ws-keep-alive")
+        if await self.initialise(message):
+            self.side_task(self._keep_alive_loop(), "ws-keep-alive")
+
+    async def refuse_init(self, reason: str) -> None:
+        await self.socket.send({"type": "connection_error", "payload": {"message": reason}})
+        await super().refuse_init(reason)
 
     async def _keep_alive_loop(self) -> None:
         while not self.socket.closed:
@@ -79,10 +67,7 @@ class LegacyWS(Session):
         await self.socket.close(1000)
 
     async def send_result(self, op_id: str, result: ExecutionResult) -> None:
-        payload: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            payload["errors"] = [e.formatted for e in result.errors]
-        await self.socket.send({"id": op_id, "type": "data", "payload": payload})
+        await self.socket.send({"id": op_id, "type": "data", "payload": result_payload(result)})
 
     async def send_error(self, op_id: str, errors: list[GraphQLError]) -> None:
         await self.socket.send({"id": op_id, "type": "error", "payload": errors[0].formatted})

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationType
 
@@ -76,8 +76,32 @@ class Session(ABC):
         if not self.initialised:
             await self.socket.close(4408, "Connection initialisation timeout")
 
-    @abstractmethod
-    async def handle(self, message: dict[str, Any]) -> None: ...
+    # The protocol's client messages, by type: the name of the method handling each.
+    MESSAGES: ClassVar[Mapping[str, str]] = {}
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        name = self.MESSAGES.get(kind) if isinstance(kind, str) else None
+        if name is None:
+            raise ProtocolViolation(f"Unknown message type: {str(kind)[:64]}")
+        await getattr(self, name)(message)
+
+    async def initialise(self, message: dict[str, Any]) -> bool:
+        """``connection_init``: acknowledged, or the socket closed (and False)."""
+        payload = message.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            await self.refuse_init("Invalid connection init payload")
+            return False
+        if self.initialised:
+            await self.socket.close(4429, "Too many initialisation requests")
+            return False
+        self.initialised = True
+        await self.socket.send({"type": "connection_ack"})
+        self.acknowledged = True
+        return True
+
+    async def refuse_init(self, reason: str) -> None:
+        await self.socket.close(4400, reason)
 
     # ---- operations ---------------------------------------------------------------------
 
@@ -168,6 +192,13 @@ class Session(ABC):
     @abstractmethod
     async def stopped(self, op_id: str) -> None:
         """The client stopped the operation (or left)."""
+
+
+def result_payload(result: ExecutionResult) -> dict[str, Any]:
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [e.formatted for e in result.errors]
+    return payload
 
 
 def operation_id(message: Mapping[str, Any]) -> str:

@@ -17,42 +17,28 @@ coded errors; the connection stays open.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from graphql import ExecutionResult, GraphQLError
 
 from statesync.api.operations import Rejected
-from statesync.api.ws.session import Session, operation_id
-from statesync.api.ws.socket import ProtocolViolation
+from statesync.api.ws.session import Session, operation_id, result_payload
 
 PROTOCOL = "graphql-transport-ws"
 
 
 class TransportWS(Session):
-    async def handle(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        handler = {
-            "connection_init": self.handle_connection_init,
-            "ping": self.handle_ping,
-            "pong": self.handle_pong,
-            "subscribe": self.handle_subscribe,
-            "complete": self.handle_complete,
-        }.get(kind) if isinstance(kind, str) else None
-        if handler is None:
-            raise ProtocolViolation(f"Unknown message type: {str(kind)[:64]}")
-        await handler(message)
+    MESSAGES: ClassVar[Mapping[str, str]] = {
+        "connection_init": "handle_connection_init",
+        "ping": "handle_ping",
+        "pong": "handle_pong",
+        "subscribe": "handle_subscribe",
+        "complete": "handle_complete",
+    }
 
     async def handle_connection_init(self, message: dict[str, Any]) -> None:
-        payload = message.get("payload")
-        if payload is not None and not isinstance(payload, dict):
-            await self.socket.close(4400, "Invalid connection init payload")
-            return
-        if self.initialised:
-            await self.socket.close(4429, "Too many initialisation requests")
-            return
-        self.initialised = True
-        await self.socket.send({"type": "connection_ack"})
-        self.acknowledged = True
+        await self.initialise(message)
 
     async def handle_ping(self, message: dict[str, Any]) -> None:
         pong: dict[str, Any] = {"type": "pong"}
@@ -87,10 +73,7 @@ class TransportWS(Session):
         self.stop(operation_id(message))
 
     async def send_result(self, op_id: str, result: ExecutionResult) -> None:
-        payload: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            payload["errors"] = [e.formatted for e in result.errors]
-        await self.socket.send({"id": op_id, "type": "next", "payload": payload})
+        await self.socket.send({"id": op_id, "type": "next", "payload": result_payload(result)})
 
     async def send_error(self, op_id: str, errors: list[GraphQLError]) -> None:
         await self.socket.send({"id": op_id, "type": "error",
