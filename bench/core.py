@@ -87,6 +87,7 @@ def api_process(database_url: str, redis_url: str, **settings: str) -> Iterator[
     env = {**os.environ, "STATESYNC_DATABASE_URL": database_url, "STATESYNC_REDIS_URL": redis_url,
            "STATESYNC_PORT": str(port), "STATESYNC_SCHEMA_PATH": str(ROOT / "schema"),
            "STATESYNC_LOG_LEVEL": "WARNING", "STATESYNC_CHANNEL_PREFIX": f"bench-{port}",
+           "STATESYNC_OPEN_ACCESS": "true",  # the benchmark's clients act as the admin
            **{f"STATESYNC_{name.upper()}": value for name, value in settings.items()}}
     process = subprocess.Popen([sys.executable, "-m", "statesync", "serve"], env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"

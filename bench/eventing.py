@@ -64,7 +64,8 @@ class Stack:
                     "STATESYNC_WORKERS_PATH": str(HANDLERS),
                     "STATESYNC_LOG_LEVEL": "WARNING",
                     "STATESYNC_CHANNEL_PREFIX": f"bench-{self.port}",
-                    "STATESYNC_QUEUE": f"bench-{self.port}"}
+                    "STATESYNC_QUEUE": f"bench-{self.port}",
+                    "STATESYNC_OPEN_ACCESS": "true"}  # the benchmark's clients act as the admin
         self.base = f"http://127.0.0.1:{self.port}"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 

@@ -1,4 +1,11 @@
-"""The demo app's models: a small catalog and orders priced from it."""
+"""The demo app's models: a small catalog and orders priced from it.
+
+Who may do what (the admin, and the pricing handler, may do everything):
+- everyone, signed in or not, reads the catalog; only the admin writes it;
+- a customer sees, edits and deletes only their own orders: ``customer`` is set from their
+  token on create, and they may write only the items, the note and the expiry; the status,
+  the total and the reason for a rejection come from the pricing handler.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +28,9 @@ class LineItem:
     qty: int
 
 
-@ss.model
+@ss.model(access=[
+    ss.allow("customer", "anonymous", read=True, fields=["sku", "name", "price_cents", "tags"]),
+])
 class Product:
     sku: str
     name: str
@@ -29,7 +38,12 @@ class Product:
     tags: list[str] = ss.field(default_factory=list)
 
 
-@ss.model(ttl=timedelta(days=7))
+@ss.model(ttl=timedelta(days=7), access=[
+    ss.allow("customer",
+             read={"customer": {"eq": ss.session.user_id}},
+             create=["items", "note", "expires_at"], update=["items", "note"], delete=True,
+             presets={"customer": ss.session.user_id}),
+])
 class Order:
     customer: str
     items: list[LineItem]

@@ -15,11 +15,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
+from statesync.api.edge import OriginGuard, dev_token_route, edge_middleware
+from statesync.api.gateway import Gateway
 from statesync.api.http import GraphQLHTTP, RequestGuard
 from statesync.api.limits import QueryLimits
 from statesync.api.operations import OperationCache
+from statesync.api.permissions import PermissionCheck
+from statesync.api.quotas import Quotas
 from statesync.api.schema import build_schema
 from statesync.api.ws.endpoint import GraphQLWebSocket
+from statesync.auth.credentials import Authenticator
 from statesync.config import Settings
 from statesync.demo.seed import seed_when_listening
 from statesync.feed.bus import listen
@@ -111,15 +116,31 @@ def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None =
     specs = specs if specs is not None else load_models(settings.schema_path)
     schema = build_schema(specs)
     graphql_schema = schema._schema
-    operations = OperationCache(graphql_schema, query_limits(settings), settings.operation_cache_bytes)
+    authenticator = Authenticator(settings)
+    if settings.open_access:
+        log.warning("OPEN ACCESS: requests without credentials act as the admin "
+                    "(STATESYNC_OPEN_ACCESS); never expose this API to untrusted clients")
+    elif not authenticator.configured:
+        log.warning("no credentials are configured (STATESYNC_ADMIN_SECRET, STATESYNC_JWT_*): "
+                    "every request is anonymous")
     runtime_ref: dict[str, Runtime] = {}
     supervisor = Supervisor()
 
     def runtime() -> Runtime:
         return runtime_ref["runtime"]
 
-    http = GraphQLHTTP(graphql_schema, operations, runtime, graphiql=settings.graphiql)
-    websockets = GraphQLWebSocket(graphql_schema, operations, runtime)
+    gateway = Gateway(
+        schema=graphql_schema,
+        operations=OperationCache(graphql_schema, query_limits(settings),
+                                  settings.operation_cache_bytes,
+                                  hide_suggestions=not settings.suggestions),
+        permissions=PermissionCheck(graphql_schema, specs,
+                                    introspection_for_all=settings.introspection == "all"),
+        authenticator=authenticator, rules={spec.name: spec.rules() for spec in specs},
+        quotas=Quotas(settings), runtime=runtime, hide_suggestions=not settings.suggestions,
+    )
+    http = GraphQLHTTP(gateway, graphiql=settings.graphiql)
+    websockets = GraphQLWebSocket(gateway)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -146,13 +167,16 @@ def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None =
         routes=[
             Route("/healthz", healthz),
             Route("/graphql", http),
-            WebSocketRoute("/graphql", websockets),
+            WebSocketRoute("/graphql", OriginGuard(websockets, settings)),
+            *([dev_token_route(settings)] if settings.dev_tokens else []),
             *static_routes(specs, demo=settings.demo),
         ],
         lifespan=lifespan,
+        middleware=edge_middleware(settings),
     )
     app.add_middleware(RequestGuard, limit=settings.max_request_bytes, timeout=settings.http_body_timeout)
     app.state.schema = schema
-    app.state.operations = operations
+    app.state.operations = gateway.operations
+    app.state.gateway = gateway
     app.state.supervisor = supervisor
     return app

@@ -59,7 +59,7 @@ def dev(
 ) -> None:
     """Run everything on this machine: embedded PostgreSQL and Redis (unless URLs are set),
     migrations, a Celery worker and beat, and the API with GraphiQL and the demo board."""
-    settings = _settings(schema, port=port, data_dir=data_dir, demo=True)
+    settings = _dev_settings(_settings(schema, port=port, data_dir=data_dir, demo=True))
     _logging(settings.log_level)
     with contextlib.ExitStack() as stack:
         if not settings.database_url or not settings.redis_url:
@@ -76,7 +76,31 @@ def dev(
         stack.enter_context(_celery_processes(settings))
         base = f"http://{settings.host}:{settings.port}"
         typer.echo(f"statesync dev: GraphiQL at {base}/graphql, the demo board at {base}/")
+        if settings.open_access:
+            typer.echo("  OPEN ACCESS (dev): requests without credentials act as the admin")
+        typer.echo(f"  admin secret: {settings.admin_secret}  (header X-Statesync-Admin-Secret)")
+        typer.echo("  a user's token: statesync token --user ann --role customer "
+                   f"(or POST {base}/dev/token)")
         _serve(settings, with_relay=True, seed_demo=True)
+
+
+def _dev_settings(settings: Settings) -> Settings:
+    """What `statesync dev` turns on for a laptop: GraphiQL, introspection, suggestions, dev
+    tokens, open access (unless a setting says otherwise), and generated secrets."""
+    from statesync.auth.dev import dev_secrets
+
+    explicit = settings.model_fields_set
+    made = dev_secrets(settings.data_dir)
+    updates: dict[str, object] = {"graphiql": True, "introspection": "all", "suggestions": True,
+                                  "dev_tokens": True}
+    if "open_access" not in explicit:
+        updates["open_access"] = True
+    if not settings.admin_secret:
+        updates["admin_secret"] = made["admin_secret"]
+    if not settings.jwt_secret and not settings.jwt_jwks_url:
+        updates["jwt_secret"] = made["jwt_secret"]
+    return settings.model_copy(update={k: v for k, v in updates.items() if k not in explicit
+                                       or k in ("admin_secret", "jwt_secret")})
 
 
 @app.command()
@@ -87,6 +111,12 @@ def serve(schema: SchemaPath = None) -> None:
     _logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:
         typer.echo("statesync serve needs STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL", err=True)
+        raise typer.Exit(2)
+    if not (settings.admin_secret or settings.jwt_secret or settings.jwt_jwks_url
+            or settings.open_access):
+        typer.echo("statesync serve needs credentials: STATESYNC_ADMIN_SECRET and/or "
+                   "STATESYNC_JWT_SECRET or STATESYNC_JWT_JWKS_URL (or, on a trusted network "
+                   "only, STATESYNC_OPEN_ACCESS=true)", err=True)
         raise typer.Exit(2)
     _serve(settings)
 
@@ -159,6 +189,28 @@ def migrate() -> None:
         typer.echo("statesync migrate needs STATESYNC_DATABASE_URL", err=True)
         raise typer.Exit(2)
     upgrade(settings.database_url)
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Option(help="The user id.")],
+    role: Annotated[str, typer.Option(help="The role (the token's default role).")] = "user",
+    roles: Annotated[list[str] | None, typer.Option("--also", help="More roles it may pick.")] = None,
+    hours: Annotated[float, typer.Option(help="Lifetime.")] = 12.0,
+) -> None:
+    """Mint an HS256 JWT with STATESYNC_JWT_SECRET (or the dev secret of `statesync dev`'s
+    data folder), in the configured claims shape: for development and tests."""
+    from datetime import timedelta
+
+    from statesync.auth.dev import dev_secrets, mint
+
+    settings = Settings()
+    if not settings.jwt_secret:
+        if not (settings.data_dir / "dev-secrets.json").exists():
+            typer.echo("no STATESYNC_JWT_SECRET, and no `statesync dev` data folder here", err=True)
+            raise typer.Exit(2)
+        settings = settings.model_copy(update={"jwt_secret": dev_secrets(settings.data_dir)["jwt_secret"]})
+    typer.echo(mint(settings, user, role, roles, timedelta(hours=hours)))
 
 
 @schema_app.command("print")

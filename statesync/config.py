@@ -175,7 +175,85 @@ class Settings(BaseSettings):
         description="Seconds a websocket may leave a frame unread before it is cut off, so a client "
                     "that stops reading holds no memory.",
     )
-    graphiql: bool = Field(default=True, description="Serve GraphiQL at /graphql.")
+    graphiql: bool = Field(
+        default=False, description="Serve GraphiQL at /graphql (`statesync dev` turns it on)."
+    )
+    admin_secret: str | None = Field(
+        default=None,
+        description="The admin secret (header `X-Statesync-Admin-Secret`): may do everything.",
+    )
+    open_access: bool = Field(
+        default=False,
+        description="Requests without credentials act as the admin. Only for trusted networks; "
+                    "logged loudly at start.",
+    )
+    anonymous_role: str = Field(
+        default="anonymous", description="The role of requests without credentials."
+    )
+    jwt_secret: str | None = Field(default=None, description="Shared secret of HS256 JWTs.")
+    jwt_jwks_url: str | None = Field(
+        default=None, description="JWKS URL of RS256/ES256 JWT keys (fetched, cached, refreshed on an "
+                                  "unknown `kid`)."
+    )
+    jwt_algorithms: str = Field(
+        default="", description="Comma-separated JWT algorithms; empty: HS256 with `jwt_secret`, "
+                                "RS256,ES256 with `jwt_jwks_url`."
+    )
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of JWTs, when set.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of JWTs, when set.")
+    jwt_leeway: float = Field(
+        default=5.0, ge=0, description="Seconds of clock skew allowed on `exp` and `nbf`."
+    )
+    jwt_claims_namespace: str = Field(
+        default="https://hasura.io/jwt/claims",
+        description="The JWT claim holding statesync's claims (Hasura's by default); empty: the top level.",
+    )
+    jwt_user_id_claim: str = Field(
+        default="x-hasura-user-id", description="Claim of the user id (else `sub`)."
+    )
+    jwt_default_role_claim: str = Field(
+        default="x-hasura-default-role", description="Claim of the default role."
+    )
+    jwt_allowed_roles_claim: str = Field(default="x-hasura-allowed-roles",
+                                         description="Claim of the roles a request may choose.")
+    jwks_refresh_interval: float = Field(
+        default=300.0, gt=0, description="Seconds JWKS keys are kept before a refetch."
+    )
+    dev_tokens: bool = Field(
+        default=False,
+        description="Serve `POST /dev/token` minting HS256 tokens for any user (`statesync dev` only).",
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins allowed to call the API from a browser (and to "
+                                "open websockets); `*` for any; empty: same origin only."
+    )
+    allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,::1",
+        description="Comma-separated Host header values the API answers (`*` for any): "
+                    "DNS rebinding protection.",
+    )
+    introspection: str = Field(
+        default="admin", pattern="^(admin|all)$",
+        description="Who may introspect the schema: `admin` or `all` (`statesync dev`).",
+    )
+    suggestions: bool = Field(
+        default=False, description='"Did you mean" in validation errors (`statesync dev` turns them on).'
+    )
+    max_websockets_per_identity: int = Field(
+        default=50, ge=1, description="Websockets one identity may hold open per process (then 1013)."
+    )
+    max_subscriptions_per_identity: int = Field(
+        default=1000, ge=1,
+        description="Subscriptions one identity may run at once per process (TOO_MANY_SUBSCRIPTIONS).",
+    )
+    commit_rate_per_identity: float = Field(
+        default=50.0, gt=0,
+        description="Commits and emits per second one identity may make, per process (RATE_LIMITED); "
+                    "the admin is not limited.",
+    )
+    commit_burst_per_identity: int = Field(
+        default=100, ge=1, description="Commits one identity may make at once before the rate applies."
+    )
     demo: bool = Field(
         default=False,
         description="Serve the demo order board at / (`statesync dev` turns it on for the demo schema).",
@@ -208,3 +286,8 @@ def psycopg_url(url: str) -> str:
 def libpq_url(url: str) -> str:
     """The plain form, for asyncpg.connect and psql."""
     return "postgresql://" + asyncpg_url(url).removeprefix("postgresql+asyncpg://")
+
+
+def listed(value: str) -> list[str]:
+    """A comma-separated setting as its items."""
+    return [item.strip() for item in value.split(",") if item.strip()]

@@ -184,7 +184,8 @@ class DeliveryWorker:
                     max_document_bytes=self.max_document_bytes, max_id_length=self.max_id_length))
             for type_name, key, payload in tx.events:
                 run_sync(connection, emit_steps(type_name, key, payload, caused_by=event_id,
-                                                max_id_length=self.max_id_length))
+                                                max_id_length=self.max_id_length,
+                                                models=self.models))
             now = datetime.now(UTC)
             connection.execute(q.set_delivery(
                 event_id, handler_name, status="succeeded", updated_at=now, finished_at=now,

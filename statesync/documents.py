@@ -122,8 +122,9 @@ def fingerprint(request: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def request_hash(write: Write) -> str:
-    return fingerprint([type(write).__name__, dataclasses.asdict(write)])
+def request_hash(write: Write, owner: str | None = None) -> str:
+    """Also who wrote: the same mutationId from another identity is another request."""
+    return fingerprint([type(write).__name__, dataclasses.asdict(write), owner])
 
 
 def _check_size(data: Mapping[str, Any], limit: int) -> None:

@@ -12,6 +12,9 @@
      ├── QueryTooComplex     QUERY_TOO_COMPLEX   over a per-operation limit (tokens, depth, cost...)
      ├── OperationUnresolved OPERATION_RESOLUTION_FAILURE  no operation to run, or several and no name
      ├── TooManySubscriptions TOO_MANY_SUBSCRIPTIONS  over ``max_subscriptions_per_connection``
+     ├── Unauthenticated     UNAUTHENTICATED     credentials that do not verify (bad, expired, wrong audience)
+     ├── Forbidden           FORBIDDEN           the role may not do this (names the field or action)
+     ├── RateLimited         RATE_LIMITED        over the identity's commit rate; carries ``retryAfter``
      └── ServiceUnavailable  SERVICE_UNAVAILABLE no database connection freed up in time; retry
 
 GraphQL parse and validation failures are coded ``GRAPHQL_PARSE_FAILED`` and
@@ -80,3 +83,15 @@ class ServiceUnavailable(StatesyncError):
     """Nothing was done; the same request may be sent again (with its mutationId)."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class Unauthenticated(StatesyncError):
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(StatesyncError):
+    code = "FORBIDDEN"
+
+
+class RateLimited(StatesyncError):
+    code = "RATE_LIMITED"

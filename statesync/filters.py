@@ -90,6 +90,7 @@ __all__ = [
     "decode_page_token",
     "encode_page_token",
     "field_value",
+    "fields_of",
     "is_after",
     "matches",
     "normalise_compare",
@@ -356,6 +357,21 @@ def size(f: Filter | None) -> int:
             total += 1
             stack.append(part.part)
     return total
+
+
+def fields_of(f: Filter | None) -> set[str]:
+    """The fields a filter tests."""
+    found: set[str] = set()
+    stack = [] if f is None else [f]
+    while stack:
+        part = stack.pop()
+        if isinstance(part, Compare):
+            found.add(part.field)
+        elif isinstance(part, AllOf | AnyOf):
+            stack.extend(part.parts)
+        elif isinstance(part, Negate):
+            stack.append(part.part)
+    return found
 
 
 def validate(f: Filter | None, kinds: Mapping[str, FieldKind]) -> None:

@@ -12,13 +12,14 @@ import enum
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
 
 import pydantic
 
+from statesync.access import ModelRules, Permission
 from statesync.filters import FieldKind
 
 T = TypeVar("T")
@@ -35,6 +36,7 @@ class ModelOptions:
     ttl: timedelta | None
     conflicts: ConflictPolicy
     plural: str | None
+    access: tuple[Permission, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,8 @@ def _declare(cls: type[T]) -> type[T]:
 def model(cls: type[T], /) -> type[T]: ...
 @overload
 def model(
-    *, ttl: timedelta | None = None, conflicts: ConflictPolicy = "reject", plural: str | None = None
+    *, ttl: timedelta | None = None, conflicts: ConflictPolicy = "reject", plural: str | None = None,
+    access: Iterable[Permission] = (),
 ) -> Callable[[type[T]], type[T]]: ...
 def model(
     cls: type[T] | None = None,
@@ -82,12 +85,16 @@ def model(
     ttl: timedelta | None = None,
     conflicts: ConflictPolicy = "reject",
     plural: str | None = None,
+    access: Iterable[Permission] = (),
 ) -> type[T] | Callable[[type[T]], type[T]]:
-    """Declare a state document type. Its GraphQL queries, mutations and subscriptions are generated."""
+    """Declare a state document type. Its GraphQL queries, mutations and subscriptions are
+    generated; ``access`` says which roles may do what with it (``statesync.allow``; none:
+    only the admin)."""
 
     def mark(target: type[T]) -> type[T]:
         decorated = _declare(target)
-        setattr(decorated, _MARK, ModelOptions(ttl=ttl, conflicts=conflicts, plural=plural))
+        setattr(decorated, _MARK, ModelOptions(ttl=ttl, conflicts=conflicts, plural=plural,
+                                               access=tuple(access)))
         return decorated
 
     return mark(cls) if cls is not None else mark
@@ -247,7 +254,9 @@ class ModelSpec:
         for f in specs:
             if f.name in META_FIELDS:
                 raise TypeError(f"{name}.{f.name}: {f.name!r} is a reserved document field")
-        return cls(name=name, cls=model_cls, fields=specs, options=options)
+        spec = cls(name=name, cls=model_cls, fields=specs, options=options)
+        spec.rules()  # declared rules are checked against the fields now, not at first use
+        return spec
 
     @property
     def singular(self) -> str:
@@ -262,6 +271,11 @@ class ModelSpec:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+    def rules(self) -> ModelRules:
+        """The model's permissions, checked against its fields."""
+        return ModelRules(self.name, self.options.access, [f.name for f in self.fields],
+                          [f.name for f in self.fields if f.clients_may_write], self.filter_kinds())
 
     def filter_kinds(self) -> dict[str, FieldKind]:
         kinds = {

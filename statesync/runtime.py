@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from statesync import documents as docs
+from statesync.access import ModelAccess
 from statesync.config import Settings
 from statesync.errors import ServiceUnavailable
 from statesync.feed.bus import wake_sequencer
@@ -72,25 +73,27 @@ class Runtime:
         async with self.connect() as connection, connection.begin():
             yield connection
 
-    async def commit(self, write: docs.Write, *, mutation_id: str | None = None) -> CommitResult:
-        """Commit one write in its own transaction, then wake the sequencer."""
+    async def commit(self, write: docs.Write, *, mutation_id: str | None = None,
+                     guard: ModelAccess | None = None, owner: str | None = None) -> CommitResult:
+        """Commit one write in its own transaction, then wake the sequencer. ``guard``: the
+        writer's rules (None: the admin); ``owner``: who writes (see ``commit_steps``)."""
         async with self.begin() as connection:
             result = await run_async(connection, commit_steps(
                 self.models, write, mutation_id=mutation_id,
                 max_document_bytes=self.settings.max_document_bytes,
-                max_id_length=self.settings.max_id_length,
+                max_id_length=self.settings.max_id_length, guard=guard, owner=owner,
             ))
         if not result.replayed:
             await self.wake_sequencer()
         return result
 
     async def emit(self, event_type: str, key: str | None, payload: Mapping[str, Any], *,
-                   mutation_id: str | None = None) -> Emitted:
+                   mutation_id: str | None = None, owner: str | None = None) -> Emitted:
         """A custom event from a backend service, delivered to handlers like any change event."""
         async with self.begin() as connection:
             emitted = await run_async(connection, emit_steps(
-                event_type, key, payload, mutation_id=mutation_id,
-                max_id_length=self.settings.max_id_length))
+                event_type, key, payload, mutation_id=mutation_id, models=self.models,
+                max_id_length=self.settings.max_id_length, owner=owner))
             if not emitted.replayed:
                 await connection.execute(notify_relay())
         return emitted

@@ -103,7 +103,10 @@ def settings(database_url: str, redis_url: str) -> Settings:
         database_url=database_url, redis_url=redis_url, schema_path=ROOT / "schema",
         channel_prefix=f"test-{uuid.uuid4().hex[:12]}", feed_poll_interval=0.2,
         queue=f"test-{uuid.uuid4().hex[:12]}", relay_poll_interval=0.2,
-        workers_path=ROOT / "workers", db_pool_size=10, _env_file=None,  # type: ignore[call-arg]
+        workers_path=ROOT / "workers", db_pool_size=10,
+        # Most suites test what the API does, as the admin; tests/access tests who may.
+        open_access=True, introspection="all",
+        _env_file=None,  # type: ignore[call-arg]
     )
 
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import HTTPConnection
 
+from statesync.access import Access, ModelAccess
+from statesync.api.quotas import Quotas
+from statesync.identity import Identity
 from statesync.runtime import Runtime
 
 
@@ -25,12 +28,24 @@ from statesync.runtime import Runtime
 class Context:
     runtime: Runtime
     transport: HTTPConnection  # the HTTP request, or the websocket's upgrade request
+    identity: Identity
+    access: Access | None  # None: the admin, whom rules do not bind
+    quotas: Quotas
     slots: asyncio.Semaphore = field(init=False)
     _snapshot_turn: asyncio.Lock = field(init=False)
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.runtime.settings.db_connections_per_client)
         self._snapshot_turn = asyncio.Lock()
+
+    def model_access(self, model: str) -> ModelAccess | None:
+        """This client's rules for ``model`` (None: the admin)."""
+        return None if self.access is None else self.access.model(model)
+
+    @property
+    def owner(self) -> str:
+        """Who this client is, for mutation ids: a replay answers only its owner."""
+        return self.identity.key
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

@@ -14,8 +14,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from statesync.api.context import Context
-from statesync.errors import BadInput, NotFound
-from statesync.store import statements as q
+from statesync.errors import BadInput, Forbidden, NotFound
+from statesync.feed.change import document_from_json
+from statesync.store import reads
 
 MAX_EVENTS_PAGE = 500
 
@@ -70,10 +71,10 @@ class EmitResult:
     replayed: bool
 
 
-def _delivery(row: Any) -> Delivery:
+def _delivery(row: Any, *, admin: bool) -> Delivery:
     return Delivery(event_id=strawberry.ID(str(row.event_id)), handler=row.handler,
                     status=DeliveryStatus(row.status), attempts=row.attempts,
-                    max_attempts=row.max_attempts, last_error=row.last_error,
+                    max_attempts=row.max_attempts, last_error=row.last_error if admin else None,
                     next_attempt_at=row.next_attempt_at, updated_at=row.updated_at,
                     finished_at=row.finished_at)
 
@@ -83,14 +84,44 @@ async def _events(ctx: Context, rows: list[Any]) -> list[Event]:
     by_event: dict[str, list[Delivery]] = {i: [] for i in ids}
     if ids:
         async with ctx.connect() as connection:
-            for d in (await connection.execute(q.deliveries_of(ids))).all():
-                by_event[str(d.event_id)].append(_delivery(d))
+            for d in await reads.deliveries_of(connection, ids):
+                by_event[str(d.event_id)].append(_delivery(d, admin=ctx.access is None))
     return [Event(id=strawberry.ID(str(r.id)), type=r.type, model=r.model,
                   key=None if r.key is None else strawberry.ID(r.key), version=r.version,
-                  payload=r.payload, created_at=r.created_at,
+                  payload=_payload(ctx, r), created_at=r.created_at,
                   caused_by=None if r.caused_by is None else strawberry.ID(str(r.caused_by)),
                   relayed=r.dispatched_at is not None, deliveries=by_event[str(r.id)])
             for r in rows]
+
+
+def _visible(ctx: Context, row: Any) -> bool:
+    """The admin sees every event; a role, the change events of documents it can read (as
+    the document was then: the event's own copy)."""
+    if ctx.access is None:
+        return True
+    if row.model is None:
+        return False
+    payload = row.payload or {}
+    document = document_from_json(payload.get("document") or payload.get("previous"))
+    return ctx.access.model(row.model).sees(document)
+
+
+def _payload(ctx: Context, row: Any) -> Any:
+    if ctx.access is None or row.model is None:
+        return row.payload
+    access = ctx.access.model(row.model)
+    payload = dict(row.payload)
+    for part in ("document", "previous"):
+        if isinstance(payload.get(part), dict):
+            payload[part] = access.redact(payload[part])
+    if isinstance(payload.get("changedFields"), list):
+        payload["changedFields"] = list(access.readable_of(payload["changedFields"]))
+    return payload
+
+
+def _admin_only(ctx: Context, what: str) -> None:
+    if ctx.access is not None:
+        raise Forbidden(f"{what} is for the admin", field=what)
 
 
 def _event_id(id: str) -> str:
@@ -102,8 +133,10 @@ def _event_id(id: str) -> str:
 
 async def _one(ctx: Context, id: str) -> Event | None:
     async with ctx.connect() as connection:
-        row = (await connection.execute(q.read_event(_event_id(id)))).first()
-    return None if row is None else (await _events(ctx, [row]))[0]
+        row = await reads.event(connection, _event_id(id))
+    if row is None or not _visible(ctx, row):
+        return None
+    return (await _events(ctx, [row]))[0]
 
 
 def _context(info: strawberry.Info) -> Context:
@@ -125,21 +158,24 @@ class EventQueries:
         if not 0 <= first <= MAX_EVENTS_PAGE:
             raise BadInput(f"first must be between 0 and {MAX_EVENTS_PAGE}", field="first")
         ctx = _context(info)
+        _admin_only(ctx, "events")
         async with ctx.connect() as connection:
-            rows = (await connection.execute(q.list_events(
-                event_type=type, key=key, status=status.value if status else None,
-                after_seq=before_seq, limit=first))).all()
-        return await _events(ctx, list(rows))
+            rows = await reads.events(connection, event_type=type, key=key,
+                                      status=status.value if status else None,
+                                      before_seq=before_seq, limit=first)
+        return await _events(ctx, rows)
 
     @strawberry.field(description="Deliveries, most recently changed first.")
     async def deliveries(self, info: strawberry.Info, status: DeliveryStatus | None = None,
                          handler: str | None = None, first: int = 50) -> list[Delivery]:
         if not 0 <= first <= MAX_EVENTS_PAGE:
             raise BadInput(f"first must be between 0 and {MAX_EVENTS_PAGE}", field="first")
-        async with _context(info).connect() as connection:
-            rows = (await connection.execute(q.list_deliveries(
-                status=status.value if status else None, handler=handler, limit=first))).all()
-        return [_delivery(r) for r in rows]
+        ctx = _context(info)
+        _admin_only(ctx, "deliveries")
+        async with ctx.connect() as connection:
+            rows = await reads.deliveries(connection, status=status.value if status else None,
+                                          handler=handler, limit=first)
+        return [_delivery(r, admin=True) for r in rows]
 
 
 @strawberry.type
@@ -152,14 +188,18 @@ class EventMutations:
         if payload is not None and not isinstance(payload, dict):
             raise BadInput("payload must be a JSON object", field="payload")
         ctx = _context(info)
+        _admin_only(ctx, "emitEvent")
+        ctx.quotas.commit(ctx.identity)
         async with ctx.share():
-            emitted = await ctx.runtime.emit(type, key, payload or {}, mutation_id=mutation_id)
+            emitted = await ctx.runtime.emit(type, key, payload or {}, mutation_id=mutation_id,
+                                             owner=ctx.owner)
         return EmitResult(event_id=strawberry.ID(emitted.event_id), replayed=emitted.replayed)
 
     @strawberry.mutation(description="Send a dead (or finished) event to its handler(s) again.")
     async def redeliver_event(self, info: strawberry.Info, id: strawberry.ID,
                               handler: str | None = None) -> Event:
         ctx = _context(info)
+        _admin_only(ctx, "redeliverEvent")
         async with ctx.share():
             handlers = await ctx.runtime.redeliver(_event_id(id), handler)
         if not handlers:

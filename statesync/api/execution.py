@@ -64,11 +64,12 @@ def _coded(result: ExecutionResult) -> ExecutionResult:
 
 
 async def execute(schema: GraphQLSchema, prepared: Prepared, variables: dict[str, Any] | None,
-                  context: Context) -> ExecutionResult:
+                  context: Context, *, hide_suggestions: bool = False) -> ExecutionResult:
     """A query or mutation. Never raises for a client's mistake: it is in the result."""
     result = graphql_execute(
         schema, prepared.document, context_value=context, variable_values=variables,
         operation_name=prepared.name, executor_class=SharedEventExecutor,
+        hide_suggestions=hide_suggestions,
     )
     if inspect.isawaitable(result):
         result = await result
@@ -77,7 +78,8 @@ async def execute(schema: GraphQLSchema, prepared: Prepared, variables: dict[str
 
 
 async def subscribe(schema: GraphQLSchema, prepared: Prepared, variables: dict[str, Any] | None,
-                    context: Context) -> _CodedStream | ExecutionResult:
+                    context: Context, *, hide_suggestions: bool = False
+                    ) -> _CodedStream | ExecutionResult:
     """The response stream of a subscription, or the result that refuses it.
 
     A stream's source may still fail on its first step (an unknown cursor, a collection
@@ -85,7 +87,7 @@ async def subscribe(schema: GraphQLSchema, prepared: Prepared, variables: dict[s
     transport answers with an ``error`` message (see :func:`failure`)."""
     executor = SharedEventExecutor.build(
         schema, prepared.document, context_value=context, raw_variable_values=variables,
-        operation_name=prepared.name)
+        operation_name=prepared.name, hide_suggestions=hide_suggestions)
     if isinstance(executor, list):
         return _coded(ExecutionResult(None, errors=executor))
     source = create_source_event_stream(executor)

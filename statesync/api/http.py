@@ -11,34 +11,29 @@ nothing reaches a resolver before the whole operation passed
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationType
+from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.ides import get_graphql_ide_html
 
 from statesync.api import wire
-from statesync.api.context import Context
 from statesync.api.errors import coded
 from statesync.api.execution import check_variables, error_result, execute
-from statesync.api.operations import OperationCache, Rejected
-from statesync.errors import BadRequest, StatesyncError
-from statesync.runtime import Runtime
+from statesync.api.gateway import Gateway
+from statesync.api.operations import Rejected
+from statesync.errors import BadRequest, Forbidden, StatesyncError, Unauthenticated
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
 class GraphQLHTTP:
-    def __init__(self, schema: GraphQLSchema, operations: OperationCache,
-                 runtime: Callable[[], Runtime], *, graphiql: bool) -> None:
-        self.schema = schema
-        self.operations = operations
-        self.runtime = runtime
+    def __init__(self, gateway: Gateway, *, graphiql: bool) -> None:
+        self.gateway = gateway
         self.graphiql = get_graphql_ide_html("graphiql") if graphiql else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,6 +42,7 @@ class GraphQLHTTP:
         await response(scope, receive, send)
 
     async def respond(self, request: Request) -> Response:
+        gateway = self.gateway
         media = _media_type(request.headers.get("accept", ""))
         if request.method not in ("GET", "POST"):
             refused = BadRequest("GraphQL is served over GET and POST")
@@ -60,12 +56,20 @@ class GraphQLHTTP:
             params = await _params(request)
         except StatesyncError as exc:
             return _answer(error_result(exc), media, 400)
-        runtime = self.runtime()
         try:
-            prepared = await self.operations.prepared(params.get("query"), params.get("operationName"),
-                                                      runtime.pacer)
-            variables = check_variables(params.get("variables"), self.operations.limits.max_input_depth,
-                                        self.operations.limits.max_input_values)
+            identity = await gateway.authenticator.identify(
+                request.headers, request.client.host if request.client else None)
+        except Unauthenticated as exc:
+            return _answer(error_result(exc), media, 401, {"www-authenticate": "Bearer"})
+        except Forbidden as exc:  # a role the identity does not have
+            return _answer(error_result(exc), media, 403)
+        runtime = gateway.runtime()
+        limits = gateway.operations.limits
+        try:
+            prepared = await gateway.operations.prepared(params.get("query"), params.get("operationName"),
+                                                         runtime.pacer)
+            variables = check_variables(params.get("variables"), limits.max_input_depth,
+                                        limits.max_input_values)
         except Rejected as rejected:
             return _answer(ExecutionResult(None, rejected.errors), media,
                            400 if media == GRAPHQL_RESPONSE or rejected.protocol_error else 200)
@@ -77,8 +81,14 @@ class GraphQLHTTP:
         if prepared.kind is OperationType.MUTATION and request.method == "GET":
             refused = BadRequest("mutations are not allowed over GET; use POST")
             return _answer(error_result(refused), media, 405, {"allow": "POST"})
+        context = gateway.context(request, identity)
+        forbidden = gateway.permissions.errors(prepared, context.access)
+        if forbidden:
+            return _answer(ExecutionResult(None, forbidden), media,
+                           403 if media == GRAPHQL_RESPONSE else 200)
         with runtime.pacer.request():
-            result = await execute(self.schema, prepared, variables, Context(runtime, request))
+            result = await execute(gateway.schema, prepared, variables, context,
+                                   hide_suggestions=gateway.hide_suggestions)
         status = 200
         if media == GRAPHQL_RESPONSE and result.data is None and result.errors:
             status = 400  # variables that do not coerce: the request never ran

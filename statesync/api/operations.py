@@ -10,7 +10,7 @@ limit bounds).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from graphql import (
     DocumentNode,
@@ -44,6 +44,8 @@ class Prepared:
     operation: OperationDefinitionNode
     kind: OperationType
     cost: int
+    # What each role may not select in it (statesync.api.permissions), found once per role.
+    checks: dict[str, tuple[GraphQLError, ...]] = field(default_factory=dict)
 
     @property
     def name(self) -> str | None:
@@ -65,7 +67,7 @@ def _error(exc: StatesyncError) -> GraphQLError:
 
 
 def prepare(schema: GraphQLSchema, query: object, operation_name: object,
-            limits: QueryLimits) -> Prepared:
+            limits: QueryLimits, *, hide_suggestions: bool = False) -> Prepared:
     if not isinstance(query, str) or not query.strip():
         raise Rejected([_error(BadRequest("the request has no query"))], protocol_error=True)
     if operation_name is not None and not isinstance(operation_name, str):
@@ -78,7 +80,7 @@ def prepare(schema: GraphQLSchema, query: object, operation_name: object,
             raise Rejected([_error(_unresolved(document, operation_name))], protocol_error=True)
         root = schema.get_root_type(operation.operation)
         cost = check_operation(schema, document, operation, root, limits)
-        errors = validate(schema, document, RULES)
+        errors = validate(schema, document, RULES, hide_suggestions=hide_suggestions)
     except RecursionError:
         # A chain of fragments (or of nesting) deeper than Python's stack: by far too complex.
         too_deep = QueryTooComplex("the operation nests too deeply to be analysed",
@@ -119,10 +121,12 @@ class OperationCache:
     """Prepared documents by ``(query, operationName)``, least recently used dropped first,
     within ``budget`` estimated bytes. A document over an eighth of it is never kept."""
 
-    def __init__(self, schema: GraphQLSchema, limits: QueryLimits, budget: int) -> None:
+    def __init__(self, schema: GraphQLSchema, limits: QueryLimits, budget: int, *,
+                 hide_suggestions: bool = False) -> None:
         self.schema = schema
         self.limits = limits
         self.budget = budget
+        self.hide_suggestions = hide_suggestions
         self.used = 0
         self._entries: OrderedDict[tuple[str, str | None], tuple[Prepared, int]] = OrderedDict()
 
@@ -153,7 +157,8 @@ class OperationCache:
         hit = self.cached(query, operation_name)
         if hit is not None:
             return hit
-        prepared = prepare(self.schema, query, operation_name, self.limits)
+        prepared = prepare(self.schema, query, operation_name, self.limits,
+                           hide_suggestions=self.hide_suggestions)
         assert isinstance(query, str) and (operation_name is None or isinstance(operation_name, str))
         self._keep((query, operation_name), prepared, len(query) * BYTES_PER_CHARACTER)
         return prepared

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import inspect
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Optional
 
 import strawberry
@@ -18,7 +19,7 @@ from statesync.api.events import EventMutations, EventQueries, EventSubscription
 from statesync.api.inputs import plain, to_filter, to_order
 from statesync.api.streams import Message, Target, stream
 from statesync.api.types import ChangeOp, ModelTypes, PageInfo, TypeFactory
-from statesync.errors import BadInput, InvalidCursor, QueryTooComplex
+from statesync.errors import BadInput, Forbidden, InvalidCursor, QueryTooComplex
 from statesync.filters import (
     Filter,
     InvalidFilter,
@@ -31,10 +32,8 @@ from statesync.filters import (
     validate_order,
 )
 from statesync.models import ModelSpec
-from statesync.sql_filters import after_clause, filter_clause, order_by_clauses
-from statesync.store import statements as q
+from statesync.store import reads
 from statesync.store.commits import CommitResult
-from statesync.store.tables import documents
 
 REQUIRED = inspect.Parameter.empty
 
@@ -85,7 +84,16 @@ class ModelApi:
             validate(condition, self.kinds)
         except InvalidFilter as exc:
             raise BadInput(str(exc), field="where") from None
+        self._readable(ctx, filters.fields_of(condition), "filter on")
         return condition
+
+    def _readable(self, ctx: Context, names: Iterable[str], doing: str) -> None:
+        """Filtering or sorting on a field reveals it: only on fields the role may read."""
+        access = ctx.model_access(self.spec.name)
+        refused = sorted({n for n in names if access is not None and not access.may_read_field(n)})
+        if refused:
+            raise Forbidden(f"this role may not {doing} {', '.join(refused)} of {self.spec.name}",
+                            fields=refused)
 
     def _id(self, ctx: Context, id: str) -> str:
         return values.check_text(id, "id", max_length=ctx.runtime.settings.max_id_length)
@@ -93,8 +101,9 @@ class ModelApi:
     async def get(self, ctx: Context, id: str) -> Any:
         doc_id = self._id(ctx, id)
         async with ctx.connect() as connection:
-            row = (await connection.execute(q.read_document(self.spec.name, doc_id))).first()
-        return None if row is None else self.view(q.document_of(row))
+            document = await reads.document(connection, self.spec.name, doc_id,
+                                            ctx.model_access(self.spec.name), self.kinds)
+        return self.view(document)
 
     async def list(self, ctx: Context, where: Any = UNSET, order_by: Any = UNSET,
                    first: Any = UNSET, after: Any = UNSET) -> Any:
@@ -108,20 +117,19 @@ class ModelApi:
             validate_order(order, self.kinds)
         except InvalidFilter as exc:
             raise BadInput(str(exc), field="orderBy") from None
-        clause = filter_clause(condition, documents, self.kinds)
+        self._readable(ctx, (key.field for key in order), "sort on")
+        position = None
         if after not in (UNSET, None):
             try:
                 position = validate_cursor(order, decode_page_token(after, len(order) + 1),
                                            self.kinds)
             except (InvalidPageToken, InvalidFilter):
-                raise InvalidCursor(f"not a page cursor of this query: {after!r}",
-                                    cursor=after) from None
-            clause = clause & after_clause(order, position, documents, self.kinds)
-        statement = q.list_documents(self.spec.name, clause,
-                                     order_by_clauses(order, documents, self.kinds), limit + 1)
+                raise InvalidCursor(f"not a page cursor of this query: {str(after)[:40]!r}",
+                                    cursor=str(after)[:40]) from None
         async with ctx.connect() as connection:
-            rows = (await connection.execute(statement)).all()
-        page = [q.document_of(r) for r in rows[:limit]]
+            rows = await reads.page(connection, self.spec.name, condition, order, position,
+                                    limit + 1, ctx.model_access(self.spec.name), self.kinds)
+        page = rows[:limit]
         edges = [self.types.edge(cursor=encode_page_token(cursor_values(d, order, self.kinds)),
                                  node=self.view(d)) for d in page]
         return self.types.connection(
@@ -132,18 +140,27 @@ class ModelApi:
 
     # ---- writing ----------------------------------------------------------------------------
 
-    def _commit_result(self, result: CommitResult) -> Any:
+    def _changed(self, ctx: Context, names: Iterable[str]) -> builtins.list[str]:
+        """The changed fields this role may know of."""
+        access = ctx.model_access(self.spec.name)
+        shown = names if access is None else access.readable_of(names)
+        return [to_camel_case(f) for f in shown]
+
+    def _commit_result(self, ctx: Context, result: CommitResult) -> Any:
         return self.types.commit(
             op=ChangeOp(result.op), id=result.id, version=result.version,
             document=self.view(result.document),
-            changed_fields=[to_camel_case(f) for f in result.changed_fields],
+            changed_fields=self._changed(ctx, result.changed_fields),
             event_ids=list(result.event_ids), replayed=result.replayed,
         )
 
     async def _commit(self, ctx: Context, write: docs.Write, mutation_id: Any) -> Any:
+        ctx.quotas.commit(ctx.identity)
         async with ctx.share():
-            result = await ctx.runtime.commit(write, mutation_id=_given(mutation_id))
-        return self._commit_result(result)
+            result = await ctx.runtime.commit(write, mutation_id=_given(mutation_id),
+                                              guard=ctx.model_access(self.spec.name),
+                                              owner=ctx.owner)
+        return self._commit_result(ctx, result)
 
     async def create(self, ctx: Context, input: Any, id: Any = UNSET,
                      mutation_id: Any = UNSET) -> Any:
@@ -162,14 +179,14 @@ class ModelApi:
 
     # ---- subscribing ------------------------------------------------------------------------
 
-    def _message(self, message: Message) -> Any:
+    def _message(self, ctx: Context, message: Message) -> Any:
         change = message.change
         return self.types.change(
             op=ChangeOp(message.op), cursor=str(message.cursor),
             id=change.doc_id if change else (message.document or {}).get("id"),
             version=change.version if change else (message.document or {}).get("version"),
             document=self.view(message.document),
-            changed_fields=[to_camel_case(f) for f in change.changed_fields] if change else None,
+            changed_fields=self._changed(ctx, change.changed_fields) if change else None,
             documents=None if message.documents is None else [self.view(d) for d in message.documents],
             has_more=message.has_more,
             mutation_id=change.mutation_id if change else None,
@@ -177,17 +194,19 @@ class ModelApi:
 
     async def watch_one(self, ctx: Context, id: str, since: Any = UNSET
                         ) -> AsyncGenerator[Any, None]:
-        target = Target(self.spec.name, self._id(ctx, id), None, self.kinds)
+        target = Target.of(self.spec.name, self._id(ctx, id), None, self.kinds,
+                           ctx.model_access(self.spec.name))
         async with contextlib.aclosing(stream(ctx, target, _given(since))) as messages:
             async for message in messages:
-                yield self._message(message)
+                yield self._message(ctx, message)
 
     async def watch_many(self, ctx: Context, where: Any = UNSET, since: Any = UNSET
                          ) -> AsyncGenerator[Any, None]:
-        target = Target(self.spec.name, None, self._where(ctx, where), self.kinds)
+        target = Target.of(self.spec.name, None, self._where(ctx, where), self.kinds,
+                           ctx.model_access(self.spec.name))
         async with contextlib.aclosing(stream(ctx, target, _given(since))) as messages:
             async for message in messages:
-                yield self._message(message)
+                yield self._message(ctx, message)
 
 
 def _given(value: Any) -> Any:

@@ -12,7 +12,8 @@ What may share: a message that carries a change (live or replayed), keyed by
 Snapshots and ``RESYNC`` are per subscriber and always executed. Variables used only
 in the root field's arguments (``id``, ``where``, ``since``) choose the stream, not how a
 message renders, so they are left out of the key; any other variable is in it.
-When readers get permissions, the reader's role must join the key.
+The reader's role is in the key too: it decides which changed fields a frame names
+(and, through the permission check, which fields the query may select at all).
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from statesync.api.context import Context
 from statesync.api.types import ChangeMessage
 from statesync.feed.hub import Hub
+from statesync.identity import ADMIN_ROLE
 from statesync.runtime import Runtime
 
 MAX_SHARED_RESULTS = 4096
 
-Key = tuple[str, int, str, str | None, bytes]
+Key = tuple[str, int, str, str | None, bytes, str]
 
 
 class _Results:
@@ -123,8 +125,10 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
     def execute_operation(self, serially: bool | None = None) -> Any:
         message = self.root_value
         context = self.context_value
-        key = self._key(message) if isinstance(message, ChangeMessage) else None
-        if key is None or not isinstance(context, Context):
+        if not isinstance(context, Context) or not isinstance(message, ChangeMessage):
+            return super().execute_operation(serially)
+        key = self._key(message, context.access.role if context.access else ADMIN_ROLE)
+        if key is None:
             return super().execute_operation(serially)
         results = shared_results(context.runtime)
         hit = results.get(key)
@@ -141,7 +145,7 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         _keep(results, key, result)
         return result
 
-    def _key(self, message: ChangeMessage) -> Key | None:
+    def _key(self, message: ChangeMessage, role: str) -> Key | None:
         if message.changed_fields is None:
             return None
         operation = self.operation
@@ -152,7 +156,7 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         names = _rendering_variables(source, name, operation, self.fragment_definitions.values())
         coerced = self.variable_values.coerced
         variables = orjson.dumps([coerced.get(n) for n in names], default=str)
-        return (message.op.value, int(message.cursor), source, name, variables)
+        return (message.op.value, int(message.cursor), source, name, variables, role)
 
 
 def _keep(results: _Results, key: Key, result: Any) -> None:

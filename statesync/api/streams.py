@@ -18,16 +18,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from statesync.access import ModelAccess
 from statesync.api.context import Context
-from statesync.errors import BadInput, InvalidCursor
+from statesync.errors import BadInput, Forbidden, InvalidCursor
 from statesync.feed.change import Change
 from statesync.feed.subscriber import Delivery, Overflowed, Subscriber, classify
-from statesync.filters import FieldKind, Filter
-from statesync.sql_filters import filter_clause
-from statesync.store import statements as q
-from statesync.store.tables import documents
+from statesync.filters import AllOf, FieldKind, Filter
+from statesync.store import reads
 
 SNAPSHOT_ALIGN_TIMEOUT = 10.0
 REPLAY_PAGE = 1000
@@ -51,16 +48,33 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """What a subscription follows: one document or a filtered collection, as its reader's
+    rules let it see them (``where`` already includes the rule's filter). A document that
+    leaves what the reader may see is REMOVED for it; one that enters arrives with its op."""
+
     model: str
     doc_id: str | None
     where: Filter | None
     kinds: Mapping[str, FieldKind]
+    access: ModelAccess | None = None
+
+    @classmethod
+    def of(cls, model: str, doc_id: str | None, where: Filter | None,
+           kinds: Mapping[str, FieldKind], access: ModelAccess | None) -> Target:
+        if access is not None:
+            if not access.can_read:
+                raise Forbidden(f"this role may not read {model} documents", model=model)
+            if access.visible is not None:
+                where = access.visible if where is None else AllOf((where, access.visible))
+        return cls(model, doc_id, where, kinds, access)
 
     def wants(self, change: Change) -> str | None:
         if change.model != self.model:
             return None
-        if self.doc_id is not None:
-            return change.op if change.doc_id == self.doc_id else None
+        if self.doc_id is not None and change.doc_id != self.doc_id:
+            return None
+        if self.doc_id is not None and self.where is None:
+            return change.op
         return classify(change, self.where, self.kinds)
 
 
@@ -108,8 +122,7 @@ async def _replay(ctx: Context, target: Target, since: int) -> AsyncIterator[Mes
     # Never yield while holding a connection: a client that reads slowly would keep it
     # (and its open transaction) for as long as it likes, and a few such clients drain the pool.
     async with ctx.streaming_read() as connection:
-        head = (await connection.execute(q.feed_head_cursor())).scalar_one()
-        oldest = (await connection.execute(q.oldest_cursor())).scalar_one()
+        head, oldest = await reads.feed_bounds(connection)
     if since > head:
         raise InvalidCursor(f"cursor {since} is ahead of the feed ({head})", cursor=str(since))
     if since < head and (oldest is None or oldest > since + 1):
@@ -117,38 +130,15 @@ async def _replay(ctx: Context, target: Target, since: int) -> AsyncIterator[Mes
     after = since
     while True:
         async with ctx.streaming_read() as connection:
-            rows = (await connection.execute(q.changes_between(
-                after, None, model=target.model, doc_id=target.doc_id, limit=REPLAY_PAGE))).all()
-        for row in rows:
-            change = Change.from_row(row)
+            page = await reads.changes(connection, target.model, target.doc_id, after, REPLAY_PAGE)
+        for change in page:
             op = target.wants(change)
             if op is not None:
                 yield Message(op=op, cursor=change.cursor, change=change,
                               document=change.document)
-        if len(rows) < REPLAY_PAGE:
+        if len(page) < REPLAY_PAGE:
             return
-        after = rows[-1].cursor
-
-
-async def _read_snapshot(connection: AsyncConnection, ctx: Context, target: Target
-                         ) -> tuple[int, set[int], dict[str, dict[str, Any]]]:
-    await connection.execution_options(isolation_level="REPEATABLE READ")
-    async with connection.begin():
-        head = (await connection.execute(q.feed_head_cursor())).scalar_one()
-        pending = set((await connection.execute(
-            q.unsequenced_seqs(target.model, target.doc_id))).scalars())
-        if target.doc_id is not None:
-            rows = (await connection.execute(q.read_document(target.model, target.doc_id))).all()
-        else:
-            limit = ctx.runtime.settings.max_snapshot_documents
-            where = filter_clause(target.where, documents, target.kinds)
-            rows = (await connection.execute(q.list_documents(
-                target.model, where, [documents.c.id], limit + 1))).all()
-            if len(rows) > limit:
-                raise BadInput(f"the collection has more than {limit} documents to snapshot; "
-                               "narrow it with `where`", field="where", limit=limit)
-    snapshot = {row.id: q.document_of(row) for row in rows}
-    return head, pending, snapshot
+        after = page[-1].cursor
 
 
 async def _snapshot(ctx: Context, target: Target, subscriber: Subscriber
@@ -170,8 +160,14 @@ async def _snapshot(ctx: Context, target: Target, subscriber: Subscriber
 
 
 async def _read(ctx: Context, target: Target) -> tuple[int, set[int], dict[str, dict[str, Any]]]:
+    limit = ctx.runtime.settings.max_snapshot_documents
     async with ctx.connect() as connection:
-        return await _read_snapshot(connection, ctx, target)
+        read = await reads.snapshot(connection, target.model, target.doc_id, target.where, limit,
+                                    target.access, target.kinds)
+    if read is None:
+        raise BadInput(f"the collection has more than {limit} documents to snapshot; "
+                       "narrow it with `where`", field="where", limit=limit)
+    return read
 
 
 async def _align(ctx: Context, subscriber: Subscriber, target: Target, pending: set[int],
@@ -181,10 +177,10 @@ async def _align(ctx: Context, subscriber: Subscriber, target: Target, pending: 
     hub = ctx.runtime.hub
     with hub.watch(pending) as watch:
         async with ctx.connect() as connection:
-            done = (await connection.execute(q.cursors_of(pending))).all()
-        for row in done:
-            if hub.last is not None and row.cursor <= hub.last:
-                watch.mark(row.seq, row.cursor)
+            done = await reads.sequenced(connection, pending)
+        for seq, cursor in done:
+            if hub.last is not None and cursor <= hub.last:
+                watch.mark(seq, cursor)
         async with asyncio.timeout(SNAPSHOT_ALIGN_TIMEOUT):
             await watch.done.wait()
         aligned = max(watch.cursors.values())

@@ -180,14 +180,16 @@ class TypeFactory:
         return output, view_class(name, converters)
 
     def _input(self, name: str, fields: tuple[FieldSpec, ...], *, partial: bool,
-               expires: bool = False) -> type:
+               expires: bool = False, preset: frozenset[str] = frozenset()) -> type:
         annotations: dict[str, Any] = {}
         namespace: dict[str, Any] = {}
         for f in fields:
             if not f.clients_may_write:
                 continue
             graphql_type, _ = self._graphql_type(f.type, for_input=True)
-            optional = partial or not f.required
+            # A field some role's rule presets from the session is not the client's to send
+            # (for that role); for the others the model still requires it, on commit.
+            optional = partial or not f.required or f.name in preset
             annotations[f.name] = Optional[graphql_type] if optional else graphql_type  # noqa: UP045
             if optional:
                 namespace[f.name] = strawberry.field(default=UNSET, description=f.description)
@@ -276,7 +278,8 @@ class TypeFactory:
         order, order_field = self._order(spec)
         return ModelTypes(
             spec=spec, output=output, view=view,
-            create_input=self._input(f"{spec.name}Input", spec.fields, partial=False, expires=True),
+            create_input=self._input(f"{spec.name}Input", spec.fields, partial=False, expires=True,
+                                     preset=frozenset(k for p in spec.options.access for k in p.presets)),
             patch_input=self._input(f"{spec.name}Patch", spec.fields, partial=True, expires=True),
             where=self._where(spec), order=order, order_field=order_field,
             connection=connection, edge=edge, commit=commit, change=change,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -49,14 +50,24 @@ def _dumps(message: Mapping[str, Any]) -> str:
     return orjson.dumps(message).decode()
 
 
+TokenProvider = Callable[[], str | Awaitable[str]]
+
+
 class Client:
     """One statesync endpoint. ``url`` is the server's base URL (GraphQL at ``{url}/graphql``).
+
+    Credentials: ``admin_secret`` (a backend service), or ``token``: a JWT, or a function
+    returning one (called for every request and every connection, so it can refresh: a
+    websocket the server closes when its token expires reconnects with a fresh one and
+    resumes). ``role`` picks one of the identity's roles.
 
     ``timeout`` bounds each HTTP request and websocket handshake; ``commit_timeout`` bounds
     all the attempts of one commit; ``reconnect_max_delay`` caps a watch's reconnect backoff.
     """
 
-    def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 10.0,
+    def __init__(self, url: str, *, admin_secret: str | None = None,
+                 token: str | TokenProvider | None = None, role: str | None = None,
+                 headers: Mapping[str, str] | None = None, timeout: float = 10.0,
                  commit_timeout: float = 30.0, reconnect_max_delay: float = 5.0) -> None:
         base = url.rstrip("/")
         self.url = base if base.endswith("/graphql") else f"{base}/graphql"
@@ -65,6 +76,11 @@ class Client:
         self.commit_timeout = commit_timeout
         self.reconnect_max_delay = reconnect_max_delay
         self._headers = dict(headers or {})
+        if admin_secret is not None:
+            self._headers["x-statesync-admin-secret"] = admin_secret
+        if role is not None:
+            self._headers["x-statesync-role"] = role
+        self._token = token
         self._http = httpx.AsyncClient(timeout=timeout, headers=self._headers)
         self._sockets: set[ClientConnection] = set()
         self._closed = False
@@ -84,12 +100,23 @@ class Client:
 
     # ---- requests ----------------------------------------------------------------------------
 
+    async def _credentials(self) -> dict[str, str]:
+        """The Authorization header of this moment (a provider may have a fresh token)."""
+        if self._token is None:
+            return {}
+        if not callable(self._token):
+            return {"authorization": f"Bearer {self._token}"}
+        token = self._token()
+        if inspect.isawaitable(token):
+            token = await token
+        return {"authorization": f"Bearer {token}"}
+
     async def _post(self, document: str, variables: Mapping[str, Any], within: float
                     ) -> dict[str, Any]:
         body = orjson.dumps({"query": document, "variables": variables})
         try:
-            response = await self._http.post(self.url, content=body, timeout=within,
-                                             headers={"content-type": "application/json"})
+            response = await self._http.post(self.url, content=body, timeout=within, headers={
+                "content-type": "application/json", **await self._credentials()})
         except httpx.TransportError as exc:
             raise StatesyncClientError("TRANSPORT_ERROR", f"{type(exc).__name__}: {exc}",
                                        {"error": type(exc).__name__}) from exc
@@ -112,7 +139,7 @@ class Client:
             try:
                 return await self._post(document, variables, min(self.timeout, remaining))
             except StatesyncClientError as error:
-                delay = backoff.next()
+                delay = max(backoff.next(), float(error.extensions.get("retryAfter") or 0))
                 if not retryable(error) or loop.time() + delay >= deadline:
                     raise
             await asyncio.sleep(delay)
@@ -179,7 +206,8 @@ class Client:
             try:
                 if self._closed:  # aclose() ran while this socket was opening
                     raise _Dropped("the client is closed")
-                await ws.send(_dumps({"type": "connection_init", "payload": {}}))
+                await ws.send(_dumps({"type": "connection_init", "payload": {
+                    "headers": {**self._headers, **await self._credentials()}}}))
                 async with asyncio.timeout(self.timeout):
                     ack = await _receive(ws)
                 if ack.get("type") != "connection_ack":
@@ -225,7 +253,7 @@ class Client:
                                 cursor, partial = change.cursor, None
                             yield change
             except ConnectionClosed as exc:
-                if (fatal := close_error(exc)) is not None:
+                if (fatal := close_error(exc, refreshable=callable(self._token))) is not None:
                     raise fatal from exc
             except InvalidStatus as exc:
                 status = exc.response.status_code

@@ -159,9 +159,14 @@ def data_of(status: int, content: bytes) -> dict[str, Any]:
     return data
 
 
+# GraphQL errors that say nothing was done and the same request may succeed later.
+RETRY_CODES = frozenset({"SERVICE_UNAVAILABLE", "RATE_LIMITED"})
+
+
 def retryable(error: StatesyncClientError) -> bool:
-    """Whether the request may have gone unanswered; never true of a GraphQL error."""
-    return error.code == "TRANSPORT_ERROR" or (
+    """Whether sending the same commit again may help: the request may have gone unanswered,
+    or the server said it did nothing for now (busy, over the identity's rate)."""
+    return error.code in ("TRANSPORT_ERROR", *RETRY_CODES) or (
         error.code == "HTTP_ERROR" and error.extensions.get("status") in RETRY_STATUSES)
 
 
@@ -192,9 +197,13 @@ def subscription_result(message: Mapping[str, Any], field: str) -> Change | Stat
     return change_of(payload["data"][field])
 
 
-def close_error(exc: ConnectionClosed) -> StatesyncClientError | None:
-    """The error a server's close frame reports, when reconnecting cannot help."""
+def close_error(exc: ConnectionClosed, *, refreshable: bool = False) -> StatesyncClientError | None:
+    """The error a server's close frame reports, when reconnecting cannot help. 4403 (the
+    credentials were refused, or the token expired) is worth a reconnect when the client can
+    get a fresh token."""
     if exc.rcvd is None or exc.rcvd.code not in FATAL_CLOSE_CODES:
+        return None
+    if exc.rcvd.code == 4403 and refreshable:
         return None
     code, reason = exc.rcvd.code, exc.rcvd.reason
     kind = "GRAPHQL_PARSE_FAILED" if reason.startswith("Syntax Error") else "PROTOCOL_ERROR"

@@ -24,10 +24,10 @@ CATALOG: list[dict[str, Any]] = [
 ]
 
 
-async def seed_catalog(base_url: str) -> int:
+async def seed_catalog(base_url: str, admin_secret: str | None = None) -> int:
     """Create the catalog's products; returns how many this call created."""
     created = 0
-    async with Client(base_url) as client:
+    async with Client(base_url, admin_secret=admin_secret) as client:
         for product in CATALOG:
             try:
                 result = await client.create("Product", product, id=product["sku"],
@@ -46,6 +46,6 @@ async def seed_when_listening(settings: Settings) -> None:
     that could not connect are what wait for the socket to open."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     try:
-        await seed_catalog(f"http://{host}:{settings.port}")
+        await seed_catalog(f"http://{host}:{settings.port}", settings.admin_secret)
     except Exception:
         log.exception("seeding the demo catalog failed; the board works, its catalog is empty")

@@ -68,7 +68,9 @@ class Subscriber:
     def offer(self, change: Change) -> None:
         if self.overflowed:
             return
-        op = change.op if self.doc_id is not None else classify(change, self.where, self.kinds)
+        # A document subscription follows its document; with a rule (``where``), in and out of it.
+        op = change.op if self.doc_id is not None and self.where is None else classify(
+            change, self.where, self.kinds)
         if op is None:
             return
         if len(self._queue) >= self._maxsize:

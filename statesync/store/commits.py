@@ -7,6 +7,7 @@ workers run exactly the same logic inside the caller's transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from statesync import documents as docs
 from statesync import values
-from statesync.errors import BadInput, MutationIdReused
+from statesync.access import ModelAccess
+from statesync.errors import BadInput, Conflict, Forbidden, MutationIdReused
 from statesync.feed.change import document_from_json
 from statesync.models import ModelSpec
 from statesync.store import statements as q
@@ -96,11 +98,16 @@ def commit_steps(
     caused_by: str | None = None,
     max_document_bytes: int,
     max_id_length: int = values.MAX_ID_LENGTH,
+    guard: ModelAccess | None = None,
+    owner: str | None = None,
     now: datetime | None = None,
 ) -> Steps:
+    """``guard``: the writer's rules for this model (None: the admin, a service, a handler).
+    ``owner``: who writes, so that a ``mutation_id`` replays only to the one who made it."""
     model = models.get(write.model)
     if model is None:
         raise BadInput(f"unknown model {write.model!r}", model=write.model)
+    write = _guarded(write, guard)
     doc_id = str(uuid.uuid4()) if isinstance(write, docs.Create) and write.id is None else write.id
     assert doc_id is not None
     values.check_id(doc_id, "id", max_id_length)
@@ -108,18 +115,18 @@ def commit_steps(
         values.check_id(mutation_id, "mutationId", max_id_length)
     now = now or datetime.now(UTC)
     if mutation_id is not None:
-        stored = yield from _claim(mutation_id, docs.request_hash(write), now)
+        stored = yield from _claim(mutation_id, docs.request_hash(write, owner), now)
         if stored is not None:
             return CommitResult.replay(stored)
 
     current = _stored((yield q.lock_document(write.model, doc_id)).first())
-    planned = _plan(model, write, doc_id, current, now, max_document_bytes)
+    planned = _decide(model, write, doc_id, current, now, max_document_bytes, guard)
     inserted = None if current is not None else (
         yield q.insert_document(write.model, {"id": doc_id, **_row(planned)})).first()
     if current is None and inserted is None:
         # A concurrent create of the same id committed first: decide again against it.
         current = _stored((yield q.lock_document(write.model, doc_id)).first())
-        planned = _plan(model, write, doc_id, current, now, max_document_bytes)
+        planned = _decide(model, write, doc_id, current, now, max_document_bytes, guard)
     if planned.unchanged:
         unchanged = CommitResult(op=planned.op, id=doc_id, version=planned.version,
                                  document=planned.document, changed_fields=(), event_ids=())
@@ -155,6 +162,9 @@ def commit_steps(
     return result
 
 
+CHANGE_ACTIONS = frozenset({"created", "updated", "deleted", "expired"})
+
+
 def event_type(model: str, op: str) -> str:
     """``Order.created`` for a CREATED change of an Order."""
     return f"{model}.{op.lower()}"
@@ -168,12 +178,18 @@ class Emitted:
 
 def emit_steps(event_type_name: str, key: str | None, payload: Mapping[str, Any], *,
                mutation_id: str | None = None, caused_by: str | None = None,
-               max_id_length: int = values.MAX_ID_LENGTH,
+               max_id_length: int = values.MAX_ID_LENGTH, models: Mapping[str, Any] | None = None,
+               owner: str | None = None,
                now: datetime | None = None) -> Generator[sa.Executable, Any, Emitted]:
-    """A custom event: an outbox row only, idempotent on ``mutation_id``."""
+    """A custom event: an outbox row only, idempotent on ``mutation_id``. A model's own change
+    events (``Order.created``...) come only from commits: nobody may emit one (``models``)."""
     values.check_id(event_type_name, "type", max_id_length)
     if "." not in event_type_name or event_type_name.startswith(".") or event_type_name.endswith("."):
         raise BadInput(f"event type {event_type_name!r} must look like Domain.action", field="type")
+    domain, _, action = event_type_name.partition(".")
+    if models is not None and domain in models and action in CHANGE_ACTIONS:
+        raise Forbidden(f"{event_type_name} is a change event: only a commit of {domain} makes one",
+                        field="type")
     if key is not None:
         values.check_id(key, "key", max_id_length)
     if mutation_id is not None:
@@ -181,7 +197,7 @@ def emit_steps(event_type_name: str, key: str | None, payload: Mapping[str, Any]
     values.check_json(payload, "payload")
     now = now or datetime.now(UTC)
     if mutation_id is not None:
-        fingerprint = docs.fingerprint(["emit", event_type_name, key, payload])
+        fingerprint = docs.fingerprint(["emit", event_type_name, key, payload, owner])
         stored = yield from _claim(mutation_id, fingerprint, now)
         if stored is not None:
             return Emitted(stored["event_id"], replayed=True)
@@ -197,6 +213,39 @@ def emit_steps(event_type_name: str, key: str | None, payload: Mapping[str, Any]
 def _row(planned: docs.Planned) -> dict[str, Any]:
     return {"version": planned.version, "data": planned.data, "created_at": planned.created_at,
             "updated_at": planned.updated_at, "expires_at": planned.expires_at}
+
+
+def _guarded(write: docs.Write, guard: ModelAccess | None) -> docs.Write:
+    """What the writer's role may write, before anything is read (presets applied)."""
+    if guard is None:
+        return write
+    if isinstance(write, docs.Create):
+        return dataclasses.replace(write, fields=guard.creating(write.fields))
+    if isinstance(write, docs.Update):
+        guard.patching(write.patch)
+    elif isinstance(write, docs.Delete):
+        guard.deleting()
+    else:
+        raise Forbidden("only the TTL sweep expires documents")
+    return write
+
+
+def _decide(model: Model, write: docs.Write, doc_id: str, current: docs.Stored | None,
+            now: datetime, max_bytes: int, guard: ModelAccess | None) -> docs.Planned:
+    """The plan of ``write``, within the writer's rules: it may change only a document it
+    can see, and must leave one it could see (its role's check)."""
+    if guard is None:
+        return _plan(model, write, doc_id, current, now, max_bytes)
+    if not isinstance(write, docs.Create) and current is not None and current.live_at(now):
+        guard.existing(current.as_document(), doc_id)
+    try:
+        planned = _plan(model, write, doc_id, current, now, max_bytes)
+    except Conflict as conflict:  # the current document, as this role may read it
+        conflict.extensions["current"] = guard.redact(conflict.extensions.get("current"))
+        raise
+    if planned.document is not None and not planned.unchanged:
+        guard.checked(planned.document)
+    return planned
 
 
 def _plan(model: Model, write: docs.Write, doc_id: str, current: docs.Stored | None,

@@ -122,6 +122,7 @@ def start_api(database_url: str, redis_url: str, schema: Path, **overrides: Any)
         database_url=database_url, redis_url=redis_url, schema_path=schema, port=port,
         channel_prefix=f"hostile-{uuid.uuid4().hex[:12]}", feed_poll_interval=0.2,
         workers_path=ROOT / "workers", graphiql=False, db_pool_size=8, log_level="INFO",
+        open_access=True, introspection="all",
         _env_file=None,  # type: ignore[call-arg]
         **overrides,
     )

@@ -44,7 +44,7 @@ VALIDATION_FAILURES: list[Case] = [
     ("missing required field, inline", 'mutation { createOrder(input: {customer: "a"}) { id } }',
      None),
     ("missing required field, variable", CREATE_VARS, {"input": {"customer": "a"}}),
-    ("null for a required field", CREATE_VARS, {"input": {"customer": None, "items": []}}),
+    ("null for a required list", CREATE_VARS, {"input": {"customer": "a", "items": None}}),
     ("missing required argument", "mutation { createOrder { id } }", None),
     ("missing variable", CREATE_VARS, None),
     ("unknown input field, inline",

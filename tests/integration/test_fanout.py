@@ -151,7 +151,7 @@ async def test_two_statesync_serve_processes_fan_out_the_same_change(
                    "STATESYNC_CHANNEL_PREFIX": settings.channel_prefix,
                    "STATESYNC_SCHEMA_PATH": str(ROOT / "schema"),
                    "STATESYNC_FEED_POLL_INTERVAL": "0.2",
-                   "STATESYNC_LOG_LEVEL": "WARNING"}
+                   "STATESYNC_LOG_LEVEL": "WARNING", "STATESYNC_OPEN_ACCESS": "true"}
             log = tmp_path / f"serve-{n}.log"
             with log.open("wb") as out:
                 processes.append(await asyncio.create_subprocess_exec(

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from graphql import GraphQLSchema
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from statesync.api.context import Context
-from statesync.api.operations import OperationCache
+from statesync.api.gateway import Gateway
 from statesync.api.ws import legacy_ws, transport_ws
 from statesync.api.ws.session import Session
 from statesync.api.ws.socket import Socket
-from statesync.runtime import Runtime
 
 PROTOCOLS: dict[str, type[Session]] = {
     transport_ws.PROTOCOL: transport_ws.TransportWS,
@@ -23,16 +18,13 @@ PROTOCOLS: dict[str, type[Session]] = {
 
 
 class GraphQLWebSocket:
-    def __init__(self, schema: GraphQLSchema, operations: OperationCache,
-                 runtime: Callable[[], Runtime]) -> None:
-        self.schema = schema
-        self.operations = operations
-        self.runtime = runtime
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
         self.open = 0  # websockets this process serves now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
-        runtime = self.runtime()
+        runtime = self.gateway.runtime()
         if self.open >= runtime.settings.max_connections:
             await websocket.send_denial_response(Response(
                 b"too many connections", 503, {"retry-after": "1"}, media_type="text/plain"))
@@ -46,8 +38,6 @@ class GraphQLWebSocket:
             return
         self.open += 1
         try:
-            session = PROTOCOLS[chosen](socket, self.schema, self.operations,
-                                        Context(runtime, websocket))
-            await session.serve()
+            await PROTOCOLS[chosen](socket, self.gateway, websocket).serve()
         finally:
             self.open -= 1

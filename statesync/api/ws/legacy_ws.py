@@ -58,6 +58,10 @@ class LegacyWS(Session):
             await self.send_error(op_id, rejected.errors)
             return
         assert isinstance(payload, dict)
+        forbidden = self.forbidden(prepared)
+        if forbidden:
+            await self.send_error(op_id, forbidden)
+            return
         self.start(op_id, prepared, payload.get("variables"))
 
     async def handle_stop(self, message: dict[str, Any]) -> None:

@@ -1,6 +1,9 @@
-"""What both websocket protocols share: one connection, its operations, their lifetimes.
+"""What both websocket protocols share: one connection, its identity, its operations.
 
-Each operation runs in its own task inside the connection's ``TaskGroup``: a client's
+The identity is fixed at ``connection_init`` (its payload's credentials, else the upgrade
+request's); credentials that do not verify close the socket with 4403, and a token's
+``exp`` closes it with 4403 too, when it comes: clients reconnect with a fresh token and
+resume with ``since``. Each operation runs in its own task inside the connection's ``TaskGroup``: a client's
 ``complete`` (or ``stop``) cancels it, its stream is closed in scope (``aclosing``) so the
 subscription leaves the hub at once, and when the connection ends every task is
 cancelled and awaited. An operation never raises into the group: whatever ends it is
@@ -14,15 +17,20 @@ import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationType
+from graphql import ExecutionResult, GraphQLError, OperationType
+from starlette.websockets import WebSocket
 
 from statesync.api.context import Context
 from statesync.api.execution import check_variables, error_result, execute, failure, subscribe
-from statesync.api.operations import OperationCache, Prepared
+from statesync.api.gateway import Gateway
+from statesync.api.operations import Prepared
+from statesync.api.quotas import TooManyWebsockets
 from statesync.api.ws.socket import ProtocolViolation, Socket
-from statesync.errors import StatesyncError, TooManySubscriptions
+from statesync.errors import Forbidden, StatesyncError, TooManySubscriptions, Unauthenticated
+from statesync.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -30,31 +38,39 @@ log = logging.getLogger(__name__)
 class Session(ABC):
     """One websocket speaking one protocol. Subclasses name the messages."""
 
-    def __init__(self, socket: Socket, schema: GraphQLSchema, operations: OperationCache,
-                 context: Context) -> None:
+    def __init__(self, socket: Socket, gateway: Gateway, websocket: WebSocket) -> None:
         self.socket = socket
-        self.schema = schema
-        self.operations = operations
-        self.context = context
-        settings = context.runtime.settings
+        self.gateway = gateway
+        self.operations = gateway.operations
+        self.websocket = websocket
+        settings = gateway.runtime().settings
         self.init_timeout = settings.ws_init_timeout
+        self.leeway = settings.jwt_leeway
         self.max_operations = settings.max_subscriptions_per_connection
         self.initialised = False
         self.acknowledged = False
+        self._context: Context | None = None
         self.running: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._side_tasks: list[asyncio.Task[None]] = []
+        self._held = contextlib.ExitStack()  # the identity's websocket quota, while open
+
+    @property
+    def context(self) -> Context:
+        assert self._context is not None, "no operation runs before connection_init"
+        return self._context
 
     async def serve(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            self._group = group
-            self.side_task(self._init_timeout(), "ws-init-timeout")
-            try:
-                await self._read()
-            finally:
-                for task in [*self._side_tasks, *self.running.values()]:
-                    task.cancel()
-                self.running.clear()
+        with self._held:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self.side_task(self._init_timeout(), "ws-init-timeout")
+                try:
+                    await self._read()
+                finally:
+                    for task in [*self._side_tasks, *self.running.values()]:
+                        task.cancel()
+                    self.running.clear()
         await self.socket.close(1000)
 
     def side_task(self, work: Any, name: str) -> None:
@@ -96,9 +112,30 @@ class Session(ABC):
             await self.socket.close(4429, "Too many initialisation requests")
             return False
         self.initialised = True
+        client = self.websocket.client.host if self.websocket.client else None
+        try:
+            identity = await self.gateway.authenticator.identify_socket(
+                payload, self.websocket.headers, client)
+            self._held.enter_context(self.gateway.quotas.websocket(identity))
+        except (Unauthenticated, Forbidden) as refused:
+            await self.socket.close(4403, f"Forbidden: {refused.message}")
+            return False
+        except TooManyWebsockets as refused:
+            await self.socket.close(1013, str(refused))
+            return False
+        self._context = self.gateway.context(self.websocket, identity)
+        if identity.expires_at is not None:
+            self.side_task(self._expire(identity), "ws-token-expiry")
         await self.socket.send({"type": "connection_ack"})
         self.acknowledged = True
         return True
+
+    async def _expire(self, identity: Identity) -> None:
+        """At the token's ``exp`` (and its leeway), the connection's identity lapses."""
+        assert identity.expires_at is not None
+        remaining = (identity.expires_at - datetime.now(UTC)).total_seconds() + self.leeway
+        await asyncio.sleep(max(remaining, 0))
+        await self.socket.close(4403, "Forbidden: the token has expired")
 
     async def refuse_init(self, reason: str) -> None:
         await self.socket.close(4400, reason)
@@ -111,6 +148,10 @@ class Session(ABC):
             raise ProtocolViolation("the payload must be a JSON object")
         return await self.operations.prepared(payload.get("query"), payload.get("operationName"),
                                               self.context.runtime.pacer)
+
+    def forbidden(self, prepared: Prepared) -> list[GraphQLError]:
+        """What this connection's identity may not select in ``prepared``."""
+        return self.gateway.permissions.errors(prepared, self.context.access)
 
     def start(self, op_id: str, prepared: Prepared, variables: object) -> None:
         if len(self.running) >= self.max_operations:
@@ -149,10 +190,12 @@ class Session(ABC):
             variables = check_variables(raw_variables, self.operations.limits.max_input_depth,
                                         self.operations.limits.max_input_values)
             if prepared.kind is OperationType.SUBSCRIPTION:
-                await self._stream(op_id, prepared, variables)
+                with self.context.quotas.subscription(self.context.identity):
+                    await self._stream(op_id, prepared, variables)
             else:
                 with self.context.runtime.pacer.request():
-                    result = await execute(self.schema, prepared, variables, self.context)
+                    result = await execute(self.gateway.schema, prepared, variables, self.context,
+                                           hide_suggestions=self.gateway.hide_suggestions)
                 await self.send_result(op_id, result)
                 await self.send_complete(op_id)
         except asyncio.CancelledError:
@@ -164,7 +207,8 @@ class Session(ABC):
             self._forget(op_id)
 
     async def _stream(self, op_id: str, prepared: Prepared, variables: dict[str, Any] | None) -> None:
-        stream = await subscribe(self.schema, prepared, variables, self.context)
+        stream = await subscribe(self.gateway.schema, prepared, variables, self.context,
+                                 hide_suggestions=self.gateway.hide_suggestions)
         if isinstance(stream, ExecutionResult):
             await self.send_error(op_id, stream.errors or [])
             return

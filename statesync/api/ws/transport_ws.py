@@ -67,6 +67,10 @@ class TransportWS(Session):
                 await self.send_error(op_id, rejected.errors)
             return
         assert isinstance(payload, dict)
+        forbidden = self.forbidden(prepared)
+        if forbidden:
+            await self.send_error(op_id, forbidden)
+            return
         self.start(op_id, prepared, payload.get("variables"))
 
     async def handle_complete(self, message: dict[str, Any]) -> None:

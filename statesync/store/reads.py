@@ -1,0 +1,119 @@
+"""Every read a client's request makes, with the reader's rules applied: the one read path.
+
+Each read of documents takes the reader's :class:`~statesync.access.ModelAccess` as a
+required argument (``None`` for the admin, who sees everything), and ANDs what it may see
+into the SQL: a new read path cannot forget the rules, because it cannot be called
+without them. Live changes and replays are judged per change by the subscriber's target
+(``statesync.feed``), with the same filter.
+
+Only the read runs here; the caller owns the connection (and never holds it while it
+waits for a client).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from statesync.access import ModelAccess
+from statesync.feed.change import Change
+from statesync.filters import FieldKind, Filter, OrderKey
+from statesync.sql_filters import after_clause, filter_clause, order_by_clauses
+from statesync.store import statements as q
+from statesync.store.tables import documents
+
+Document = dict[str, Any]
+
+
+def _visible(access: ModelAccess | None, kinds: Mapping[str, FieldKind]) -> sa.ColumnElement[bool]:
+    if access is None:
+        return sa.true()
+    if not access.can_read:
+        return sa.false()
+    return filter_clause(access.visible, documents, kinds)
+
+
+async def document(connection: AsyncConnection, model: str, doc_id: str,
+                   access: ModelAccess | None, kinds: Mapping[str, FieldKind]) -> Document | None:
+    statement = q.read_document(model, doc_id).where(_visible(access, kinds))
+    row = (await connection.execute(statement)).first()
+    return None if row is None else q.document_of(row)
+
+
+async def page(connection: AsyncConnection, model: str, condition: Filter | None,
+               order: Sequence[OrderKey], after: tuple[Any, ...] | None, limit: int,
+               access: ModelAccess | None, kinds: Mapping[str, FieldKind]) -> list[Document]:
+    """Up to ``limit`` documents matching ``condition`` in ``order``, after ``after``."""
+    clause = filter_clause(condition, documents, kinds) & _visible(access, kinds)
+    if after is not None:
+        clause = clause & after_clause(order, after, documents, kinds)
+    statement = q.list_documents(model, clause, order_by_clauses(order, documents, kinds), limit)
+    return [q.document_of(r) for r in (await connection.execute(statement)).all()]
+
+
+async def snapshot(connection: AsyncConnection, model: str, doc_id: str | None,
+                   condition: Filter | None, limit: int, access: ModelAccess | None,
+                   kinds: Mapping[str, FieldKind]
+                   ) -> tuple[int, set[int], dict[str, Document]] | None:
+    """In one REPEATABLE READ transaction: the feed head, the changes committed but not yet
+    sequenced (their ``seq``s), and the documents. None when more than ``limit`` match."""
+    await connection.execution_options(isolation_level="REPEATABLE READ")
+    async with connection.begin():
+        head = (await connection.execute(q.feed_head_cursor())).scalar_one()
+        pending = set((await connection.execute(q.unsequenced_seqs(model, doc_id))).scalars())
+        if doc_id is not None:
+            statement = q.read_document(model, doc_id).where(_visible(access, kinds))
+            rows = (await connection.execute(statement)).all()
+        else:
+            where = filter_clause(condition, documents, kinds) & _visible(access, kinds)
+            rows = (await connection.execute(q.list_documents(
+                model, where, [documents.c.id], limit + 1))).all()
+            if len(rows) > limit:
+                return None
+    return head, pending, {row.id: q.document_of(row) for row in rows}
+
+
+async def feed_bounds(connection: AsyncConnection) -> tuple[int, int | None]:
+    """The feed head, and the oldest cursor the changelog still holds (None: empty)."""
+    head = (await connection.execute(q.feed_head_cursor())).scalar_one()
+    oldest = (await connection.execute(q.oldest_cursor())).scalar_one()
+    return head, oldest
+
+
+async def changes(connection: AsyncConnection, model: str, doc_id: str | None, after: int,
+                  limit: int) -> list[Change]:
+    """Sequenced changes of a model (or one document) after cursor ``after``, in order."""
+    rows = (await connection.execute(q.changes_between(
+        after, None, model=model, doc_id=doc_id, limit=limit))).all()
+    return [Change.from_row(row) for row in rows]
+
+
+async def sequenced(connection: AsyncConnection, seqs: set[int]) -> list[tuple[int, int]]:
+    """``(seq, cursor)`` of those changes that have their cursor by now."""
+    return [(r.seq, r.cursor) for r in (await connection.execute(q.cursors_of(seqs))).all()]
+
+
+# ---- events: the admin's, except a change event of a document the reader can see ---------
+
+
+async def event(connection: AsyncConnection, event_id: str) -> Any | None:
+    return (await connection.execute(q.read_event(event_id))).first()
+
+
+async def events(connection: AsyncConnection, *, event_type: str | None, key: str | None,
+                 status: str | None, before_seq: int | None, limit: int) -> list[Any]:
+    return list((await connection.execute(q.list_events(
+        event_type=event_type, key=key, status=status, after_seq=before_seq, limit=limit))).all())
+
+
+async def deliveries_of(connection: AsyncConnection, event_ids: Sequence[str]) -> list[Any]:
+    return list((await connection.execute(q.deliveries_of(event_ids))).all()) if event_ids else []
+
+
+async def deliveries(connection: AsyncConnection, *, status: str | None, handler: str | None,
+                     limit: int) -> list[Any]:
+    return list((await connection.execute(q.list_deliveries(
+        status=status, handler=handler, limit=limit))).all())
