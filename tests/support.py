@@ -65,10 +65,14 @@ class Subscriptions:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, ws_url: str) -> AsyncIterator[Subscriptions]:
+    async def connect(cls, ws_url: str, payload: dict[str, Any] | None = None
+                      ) -> AsyncIterator[Subscriptions]:
         async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
                                       compression=None, max_size=None) as ws:
-            await ws.send(orjson.dumps({"type": "connection_init"}).decode())
+            init: dict[str, Any] = {"type": "connection_init"}
+            if payload is not None:
+                init["payload"] = payload
+            await ws.send(orjson.dumps(init).decode())
             ack = orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))
             assert ack["type"] == "connection_ack", ack
             client = cls(ws)

@@ -113,9 +113,15 @@ async def stream(ctx: Context, target: Target, since: str | None) -> AsyncGenera
             yield Message(op="RESYNC", cursor=last)
 
 
+def _message(op: str, change: Change) -> Message:
+    # A document that left the subscription is named, not shown: it may have left the
+    # reader's rule, and what it is now is none of the reader's business.
+    return Message(op=op, cursor=change.cursor, change=change,
+                   document=None if op == "REMOVED" else change.document)
+
+
 def _live(delivery: Delivery) -> Message:
-    return Message(op=delivery.op, cursor=delivery.change.cursor, change=delivery.change,
-                   document=delivery.change.document)
+    return _message(delivery.op, delivery.change)
 
 
 async def _replay(ctx: Context, target: Target, since: int) -> AsyncIterator[Message]:
@@ -134,8 +140,7 @@ async def _replay(ctx: Context, target: Target, since: int) -> AsyncIterator[Mes
         for change in page:
             op = target.wants(change)
             if op is not None:
-                yield Message(op=op, cursor=change.cursor, change=change,
-                              document=change.document)
+                yield _message(op, change)
         if len(page) < REPLAY_PAGE:
             return
         after = page[-1].cursor

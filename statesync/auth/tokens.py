@@ -1,9 +1,9 @@
 """Verifying JWTs with PyJWT: HS256 with a shared secret, or RS256/ES256 keys from a JWKS URL.
 
 JWKS keys are fetched on first use, kept ``jwks_refresh_interval`` seconds, and fetched
-again at once when a token names a ``kid`` not among them (a rotation), but never more
-than once a second, so tokens with made-up ``kid``s cannot make the server hammer the
-key server. ``exp`` is required; ``exp`` and ``nbf`` are checked with ``jwt_leeway``
+again when a token names a ``kid`` not among them (a rotation), but never more than once
+a second (such a token waits for its turn), so tokens with made-up ``kid``s cannot make
+the server hammer the key server. ``exp`` is required; ``exp`` and ``nbf`` are checked with ``jwt_leeway``
 seconds of skew, and ``iss`` and ``aud`` when configured. ``alg: none`` and any algorithm
 not configured are refused.
 """
@@ -87,8 +87,12 @@ class TokenVerifier:
     async def _refetch(self, *, force: bool) -> None:
         async with self._fetching:
             since = time.monotonic() - self._fetched_at
-            if since < JWKS_MIN_REFETCH or (not force and since <= self.refresh_interval):
-                return  # another request just fetched them
+            if not force and since <= self.refresh_interval:
+                return  # another request has just fetched them
+            if since < JWKS_MIN_REFETCH:
+                # A kid fetched a moment ago was not there: wait out the pace, then ask again
+                # (the keys may have rotated just now); tokens naming made-up kids wait too.
+                await asyncio.sleep(JWKS_MIN_REFETCH - since)
             assert self.jwks_url is not None
             try:
                 async with httpx.AsyncClient(timeout=5.0) as http:

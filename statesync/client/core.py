@@ -253,6 +253,8 @@ class Client:
                                 cursor, partial = change.cursor, None
                             yield change
             except ConnectionClosed as exc:
+                if isinstance(exc.__context__, GeneratorExit):
+                    return  # closing the socket on aclose() found it closed already: done
                 if (fatal := close_error(exc, refreshable=callable(self._token))) is not None:
                     raise fatal from exc
             except InvalidStatus as exc:
