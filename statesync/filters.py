@@ -92,6 +92,7 @@ __all__ = [
     "field_value",
     "fields_of",
     "is_after",
+    "matcher",
     "matches",
     "normalise_compare",
     "size",
@@ -431,34 +432,47 @@ def _compare_present(op: Op, kind: FieldKind, actual: Any, value: Any) -> bool:
     raise InvalidFilter(f"unknown operator {op!r}")  # pragma: no cover
 
 
-def _compare(
-    c: Compare, doc: Mapping[str, Any], kinds: Mapping[str, FieldKind]
-) -> bool:
-    kind, value = normalise_compare(c, kinds)
-    actual = field_value(doc, c.field, kind)
-    if actual is None or value is None:
-        # IS [NOT] DISTINCT FROM semantics; only EQ/NE accept a None value.
-        if c.op is Op.EQ:
-            return actual is None and value is None
-        return c.op in (Op.NE, Op.NOT_IN) and not (actual is None and value is None)
-    return _compare_present(c.op, kind, actual, value)
+def _absent(op: Op, actual: Any, value: Any) -> bool:
+    """IS [NOT] DISTINCT FROM semantics when either side is null; only EQ/NE take a None value."""
+    if op is Op.EQ:
+        return actual is None and value is None
+    return op in (Op.NE, Op.NOT_IN) and not (actual is None and value is None)
+
+
+Matcher = Callable[[Mapping[str, Any]], bool]
+
+
+def matcher(f: Filter | None, kinds: Mapping[str, FieldKind]) -> Matcher:
+    """``f`` checked and normalised once, as a function of a document: what a subscription
+    applies to every change (``matches`` checks again on every call)."""
+    if f is None:
+        return lambda doc: True
+    if isinstance(f, Compare):
+        kind, value = normalise_compare(f, kinds)
+        read, name, op = _READERS[kind], f.field, f.op
+
+        def compare(doc: Mapping[str, Any]) -> bool:
+            actual = read(doc.get(name))
+            if actual is None or value is None:
+                return _absent(op, actual, value)
+            return _compare_present(op, kind, actual, value)
+
+        return compare
+    if isinstance(f, AllOf | AnyOf):
+        parts = [matcher(p, kinds) for p in f.parts]
+        combine = all if isinstance(f, AllOf) else any
+        return lambda doc: combine(p(doc) for p in parts)
+    if isinstance(f, Negate):
+        inner = matcher(f.part, kinds)
+        return lambda doc: not inner(doc)
+    raise InvalidFilter(f"not a filter: {f!r}")
 
 
 def matches(
     f: Filter | None, doc: Mapping[str, Any], kinds: Mapping[str, FieldKind]
 ) -> bool:
     """Whether ``doc`` satisfies ``f`` (None matches everything)."""
-    if f is None:
-        return True
-    if isinstance(f, Compare):
-        return _compare(f, doc, kinds)
-    if isinstance(f, AllOf):
-        return all(matches(p, doc, kinds) for p in f.parts)
-    if isinstance(f, AnyOf):
-        return any(matches(p, doc, kinds) for p in f.parts)
-    if isinstance(f, Negate):
-        return not matches(f.part, doc, kinds)
-    raise InvalidFilter(f"not a filter: {f!r}")
+    return matcher(f, kinds)(doc)
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // statesync's browser client: UI state bound to subscriptions, no client-side store.
 //
 //   import { createStatesync } from "/client/statesync.js";
-//   const sync = createStatesync({ url: "/graphql" });
+//   const sync = createStatesync({ url: "/graphql", getToken: () => auth.currentToken() });
 //   sync.watch({ model: "Order", id: "o1", fields: "status totalCents" },
 //              (order) => { el.textContent = order ? order.status : "gone"; });
 //   await sync.update("Order", "o1", { note: "gift" }, { expectedVersion: "current" });
@@ -307,13 +307,22 @@ export class Statesync {
   constructor({
     url = "/graphql", wsUrl, storage = globalThis.sessionStorage ?? null, storageKey = "statesync",
     fetch: fetchImpl = globalThis.fetch?.bind(globalThis), webSocketImpl, connectionParams,
+    getToken, adminSecret, role,
   } = {}) {
     const base = globalThis.location?.href;
     this.url = new URL(url, base).toString();
     this.wsUrl = wsUrl ?? this.url.replace(/^http/, "ws");
     this.fetch = fetchImpl;
     this.webSocketImpl = webSocketImpl;
-    this.connectionParams = connectionParams;
+    // Credentials: `getToken()` (sync or async) is asked before every request and every
+    // connection, so it can hand out a fresh token; the server closes a socket whose token
+    // expired (4403) and graphql-ws reconnects, asking again.
+    this.getToken = getToken;
+    this.staticHeaders = {
+      ...(adminSecret ? { "x-statesync-admin-secret": adminSecret } : {}),
+      ...(role ? { "x-statesync-role": role } : {}),
+    };
+    this.connectionParams = connectionParams ?? (async () => ({ headers: await this.credentials() }));
     this.store = new Store(storage, storageKey);
     this.emitter = new Emitter();
     this.watches = new Set();
@@ -335,6 +344,12 @@ export class Statesync {
   }
 
   on(name, fn) { return this.emitter.on(name, fn); }
+
+  /** The headers that say who this client is, at this moment. */
+  async credentials() {
+    const token = this.getToken ? await this.getToken() : null;
+    return { ...this.staticHeaders, ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  }
 
   setStatus(status) {
     if (this.status === status) return;
@@ -526,7 +541,8 @@ export class Statesync {
     if (commit.op !== "create") variables.expectedVersion = commit.expectedVersion;
     const response = await this.fetch(this.url, {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json" },
+      headers: { "content-type": "application/json", accept: "application/json",
+                 ...(await this.credentials()) },
       body: JSON.stringify({ query: mutationFor(commit.model, commit.op, commit.fields ?? ""), variables }),
     });
     const body = await response.json().catch(() => null);

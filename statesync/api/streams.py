@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from statesync.access import ModelAccess
 from statesync.api.context import Context
 from statesync.errors import BadInput, Forbidden, InvalidCursor
 from statesync.feed.change import Change
-from statesync.feed.subscriber import Delivery, Overflowed, Subscriber, classify
-from statesync.filters import AllOf, FieldKind, Filter
+from statesync.feed.subscriber import Delivery, Overflowed, Subscriber, classify_by
+from statesync.filters import AllOf, FieldKind, Filter, Matcher, matcher
 from statesync.store import reads
 
 SNAPSHOT_ALIGN_TIMEOUT = 10.0
@@ -57,6 +57,10 @@ class Target:
     where: Filter | None
     kinds: Mapping[str, FieldKind]
     access: ModelAccess | None = None
+    match: Matcher = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "match", matcher(self.where, self.kinds))
 
     @classmethod
     def of(cls, model: str, doc_id: str | None, where: Filter | None,
@@ -64,7 +68,7 @@ class Target:
         if access is not None:
             if not access.can_read:
                 raise Forbidden(f"this role may not read {model} documents", model=model)
-            if access.visible is not None:
+            if access.visible is not None and where != access.visible:  # (the same: once)
                 where = access.visible if where is None else AllOf((where, access.visible))
         return cls(model, doc_id, where, kinds, access)
 
@@ -75,7 +79,7 @@ class Target:
             return None
         if self.doc_id is not None and self.where is None:
             return change.op
-        return classify(change, self.where, self.kinds)
+        return classify_by(change, self.match)
 
 
 MAX_CURSOR_DIGITS = 19  # cursors are bigints

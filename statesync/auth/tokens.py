@@ -3,15 +3,20 @@
 JWKS keys are fetched on first use, kept ``jwks_refresh_interval`` seconds, and fetched
 again when a token names a ``kid`` not among them (a rotation), but never more than once
 a second (such a token waits for its turn), so tokens with made-up ``kid``s cannot make
-the server hammer the key server. ``exp`` is required; ``exp`` and ``nbf`` are checked with ``jwt_leeway``
-seconds of skew, and ``iss`` and ``aud`` when configured. ``alg: none`` and any algorithm
-not configured are refused.
+the server hammer the key server. A verified token is kept (10,000 at most) so its
+signature is checked once, not on every request; its time window is checked on every
+use, and a key that leaves the key set takes the tokens it signed with it.
+
+``exp`` is required; ``exp`` and ``nbf`` are checked with ``jwt_leeway`` seconds of skew,
+and ``iss`` and ``aud`` when configured. ``alg: none`` and any algorithm not configured
+are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +27,7 @@ from statesync.config import Settings, listed
 from statesync.errors import Unauthenticated
 
 JWKS_MIN_REFETCH = 1.0  # seconds between two fetches of the key set, whatever the tokens say
+VERIFIED_CACHE = 10_000  # tokens whose signature was checked, kept until they expire
 
 
 class TokenVerifier:
@@ -37,6 +43,10 @@ class TokenVerifier:
         self._keys: dict[str, Any] = {}
         self._fetched_at = -float("inf")
         self._fetching = asyncio.Lock()
+        # A client sends the same token with every request: its signature is checked once,
+        # its time window on every use.
+        # A key that leaves the key set takes its tokens with it (see _refetch).
+        self._verified: OrderedDict[str, tuple[Mapping[str, Any], str | None]] = OrderedDict()
 
     @property
     def configured(self) -> bool:
@@ -44,6 +54,22 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Mapping[str, Any]:
         """The token's claims, or Unauthenticated saying why."""
+        known = self._verified.get(token)
+        if known is not None:
+            claims, _ = known
+            now = time.time()
+            if now <= claims["exp"] + self.leeway and now >= claims.get("nbf", now) - self.leeway:
+                self._verified.move_to_end(token)
+                return claims
+            del self._verified[token]
+        claims = await self._verify(token)
+        kid = jwt.get_unverified_header(token).get("kid") if self.jwks_url else None
+        self._verified[token] = (claims, kid)
+        if len(self._verified) > VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+        return claims
+
+    async def _verify(self, token: str) -> Mapping[str, Any]:
         if not self.configured:
             raise Unauthenticated("this server accepts no tokens (no JWT secret or JWKS URL is set)")
         try:
@@ -104,3 +130,6 @@ class TokenVerifier:
                 raise Unauthenticated(f"the key set cannot be fetched: {exc}", reason="jwks") from None
             self._keys = {k.key_id: k.key for k in keys.keys if k.key_id}
             self._fetched_at = time.monotonic()
+            for token, (_, kid) in list(self._verified.items()):
+                if kid not in self._keys:
+                    del self._verified[token]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from statesync.feed.change import Change
-from statesync.filters import FieldKind, Filter, matches
+from statesync.filters import FieldKind, Filter, Matcher, matcher
 
 
 class Overflowed(Exception):
@@ -31,10 +31,15 @@ class Delivery:
 
 def classify(change: Change, where: Filter | None, kinds: Mapping[str, FieldKind]) -> str | None:
     """What ``change`` means to a collection filtered by ``where`` (None: nothing)."""
+    return classify_by(change, matcher(where, kinds))
+
+
+def classify_by(change: Change, match: Matcher) -> str | None:
+    """:func:`classify` with the filter compiled (``filters.matcher``) once, for many changes."""
     after = change.document
     before = change.before()
-    now_in = after is not None and matches(where, after, kinds)
-    was_in = before is not None and matches(where, before, kinds)
+    now_in = after is not None and match(after)
+    was_in = before is not None and match(before)
     if now_in:
         return change.op
     if was_in:
@@ -49,6 +54,7 @@ class Subscriber:
         self.doc_id = doc_id
         self.where = where
         self.kinds = kinds
+        self._match = matcher(where, kinds)
         self._maxsize = maxsize
         self._queue: deque[Delivery] = deque()
         self._ready = asyncio.Event()
@@ -69,8 +75,8 @@ class Subscriber:
         if self.overflowed:
             return
         # A document subscription follows its document; with a rule (``where``), in and out of it.
-        op = change.op if self.doc_id is not None and self.where is None else classify(
-            change, self.where, self.kinds)
+        op = change.op if self.doc_id is not None and self.where is None else classify_by(
+            change, self._match)
         if op is None:
             return
         if len(self._queue) >= self._maxsize:

@@ -118,8 +118,20 @@ class Board:
     def url(self) -> str:
         return self.server.base_url + "/"
 
-    async def open_page(self) -> tuple[BrowserContext, Page]:
-        return await self.open_url(self.url)
+    async def open_page(self, user: str = "ada") -> tuple[BrowserContext, Page]:
+        """A window of its own, signed in as the customer ``user``."""
+        return await self.open_url(f"{self.url}?as={user}")
+
+
+ADMIN_SECRET = "browser-admin-secret"
+
+
+def board_settings(settings: Settings) -> Settings:
+    """The board as `statesync dev` serves it, but closed: pages sign in with dev tokens,
+    backend code with the admin secret, and nothing else gets in."""
+    return settings.model_copy(update={
+        "demo": True, "dev_tokens": True, "open_access": False, "admin_secret": ADMIN_SECRET,
+        "jwt_secret": "browser-tests-jwt-secret-long-enough-for-hs256"})
 
 
 @pytest.fixture
@@ -127,10 +139,10 @@ async def board(settings: Settings, demo_models: list[ModelSpec], open_page: Ope
                 start_worker) -> AsyncIterator[Board]:  # type: ignore[no-untyped-def]
     """The demo board as `statesync dev` serves it: API with relay, a Celery worker running
     workers/pricing.py, and the seeded catalog."""
-    demo_settings = settings.model_copy(update={"demo": True})
+    demo_settings = board_settings(settings)
     async with serve(demo_settings, demo_models, with_relay=True) as server:
         await start_worker(demo_settings)
-        await seed_catalog(server.base_url)
+        await seed_catalog(server.base_url, ADMIN_SECRET)
         yield Board(server, open_page)
 
 

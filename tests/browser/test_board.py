@@ -8,7 +8,7 @@ import asyncpg
 from playwright.async_api import BrowserContext, Locator, Page, expect
 
 from statesync.client import Client
-from tests.browser.conftest import Board
+from tests.browser.conftest import ADMIN_SECRET, Board
 
 SETTLE = 20_000  # ms: a worker round trip on a loaded 2-core machine, with room to spare
 ESPRESSO = 350
@@ -31,10 +31,14 @@ async def priced(card: Locator, total: str) -> None:
     await expect(card.locator(".total")).to_have_text(f"total {total}", timeout=SETTLE)
 
 
-async def order_with_espresso(board: Board, order_id: str, qty: int) -> None:
-    async with Client(board.server.base_url) as client:
-        await client.create("Order", {"customer": order_id, "items": [{"sku": "espresso", "qty": qty}]},
-                            id=order_id)
+def admin(board: Board) -> Client:
+    return Client(board.server.base_url, admin_secret=ADMIN_SECRET)
+
+
+async def order_with_espresso(board: Board, order_id: str, qty: int, customer: str = "ada") -> None:
+    async with admin(board) as client:
+        await client.create("Order", {"customer": customer,
+                                      "items": [{"sku": "espresso", "qty": qty}]}, id=order_id)
 
 
 async def changes_by_mutation(database_url: str, mutation_ids: list[str]) -> dict[str, int]:
@@ -50,15 +54,14 @@ async def changes_by_mutation(database_url: str, mutation_ids: list[str]) -> dic
 
 async def test_two_pages_stay_in_sync_and_an_order_appears_priced_in_both(board: Board) -> None:
     _, ada = await board.open_page()
-    _, bob = await board.open_page()
+    _, bob = await board.open_page()  # Ada's second window: "bob" is the page, not a customer
 
-    await ada.fill("input[name=customer]", "Ada")
     await ada.fill('input[data-sku="espresso"]', "2")
     await ada.fill('input[data-sku="croissant"]', "1")
     await ada.click("form#new-order button[type=submit]")
 
     for page in (ada, bob):
-        card = page.locator("li.order", has=page.locator(".customer", has_text="Ada"))
+        card = page.locator("li.order", has=page.locator(".customer", has_text="ada"))
         await expect(card).to_have_count(1, timeout=SETTLE)
         await priced(card, "$11.25")  # 2 x 3.50 + 4.25, computed by the worker
         await expect(card.locator(".badge")).to_have_text("priced")
@@ -132,10 +135,10 @@ async def test_a_reloaded_page_resumes_with_the_changes_made_meanwhile(board: Bo
     await priced(order_card(page, "goes"), "$3.50")
 
     await page.goto("about:blank")  # the page is gone; its watches' cursors stay in the tab
-    async with Client(board.server.base_url) as client:
+    async with admin(board) as client:
         await client.update("Order", "stays", {"items": [{"sku": "espresso", "qty": 4}]})
         await client.delete("Order", "goes")
-        await client.create("Order", {"customer": "new", "items": [{"sku": "bagel", "qty": 1}]},
+        await client.create("Order", {"customer": "ada", "items": [{"sku": "bagel", "qty": 1}]},
                             id="arrived")
 
     await page.goto(board.url)
@@ -151,7 +154,7 @@ async def test_the_client_follows_the_events_a_commit_caused(board: Board) -> No
     _, page = await board.open_page()
     event = await page.evaluate("""async () => {
         const sync = window.statesync;
-        const result = await sync.create("Order", { customer: "ev", items: [{ sku: "juice", qty: 2 }] });
+        const result = await sync.create("Order", { items: [{ sku: "juice", qty: 2 }] });
         return await new Promise((resolve) => {
             sync.watchEvent(result.eventIds[0], (event) => { if (event.settled) resolve(event); });
         });
@@ -159,3 +162,23 @@ async def test_the_client_follows_the_events_a_commit_caused(board: Board) -> No
     assert event["type"] == "Order.created" and event["settled"] is True
     assert [(d["handler"], d["status"]) for d in event["deliveries"]] == [
         ("price_order", "SUCCEEDED")]
+
+
+async def test_two_customers_see_only_their_own_orders(board: Board) -> None:
+    _, ann = await board.open_page("ann")
+    _, bob = await board.open_page("bob")
+    await expect(ann.locator("#user")).to_have_text("ann")
+    for page, sku in ((ann, "espresso"), (bob, "bagel")):
+        await page.fill(f'input[data-sku="{sku}"]', "1")
+        await page.click("form#new-order button[type=submit]")
+    await order_with_espresso(board, "for-ann", 2, customer="ann")  # the admin, for ann
+    for page, mine in ((ann, "ann"), (bob, "bob")):
+        cards = page.locator("li.order")
+        await expect(cards).to_have_count(2 if mine == "ann" else 1, timeout=SETTLE)
+        await expect(cards.locator(".customer")).to_have_text([mine] * (2 if mine == "ann" else 1))
+    await priced(order_card(ann, "for-ann"), "$7.00")
+    await expect(order_card(bob, "for-ann")).to_have_count(0)
+    # What the server sent each page, not only what it shows: ann's orders never reach bob.
+    bobs = await bob.evaluate("[...window.statesync.watches].flatMap(w => [...w.confirmed.docs.values()])"
+                              ".filter(d => d.customer !== undefined).map(d => d.customer)")
+    assert set(bobs) == {"bob"}, bobs

@@ -11,7 +11,7 @@ from playwright.async_api import WebSocket, expect
 from statesync.client import Client
 from statesync.config import Settings
 from statesync.models import ModelSpec
-from tests.browser.conftest import OpenPage
+from tests.browser.conftest import ADMIN_SECRET, OpenPage, board_settings
 from tests.browser.test_board import SETTLE, order_card
 from tests.conftest import serve
 
@@ -23,12 +23,12 @@ def _free_port() -> int:
 
 
 def _order(order_id: str) -> dict[str, Any]:
-    return {"customer": order_id, "items": [{"sku": "espresso", "qty": 1}]}
+    return {"customer": "ada", "items": [{"sku": "espresso", "qty": 1}]}
 
 
 async def test_a_page_resumes_after_a_server_restart_with_what_it_missed(
         settings: Settings, demo_models: list[ModelSpec], open_page: OpenPage) -> None:
-    demo = settings.model_copy(update={"demo": True})
+    demo = board_settings(settings)
     port = _free_port()
     subscribed: list[dict[str, Any]] = []
 
@@ -40,14 +40,15 @@ async def test_a_page_resumes_after_a_server_restart_with_what_it_missed(
         ws.on("framesent", sent)
 
     async with serve(demo, demo_models, port=port) as first:
-        async with Client(first.base_url) as client:
+        async with Client(first.base_url, admin_secret=ADMIN_SECRET) as client:
             await client.create("Order", _order("before"), id="before")
-        _, page = await open_page(first.base_url + "/")
+        _, page = await open_page(first.base_url + "/?as=ada")
         page.on("websocket", record)  # the first socket opened already; record the next ones
         await expect(order_card(page, "before")).to_have_count(1)
 
     await expect(page.locator("#status")).to_have_attribute("data-status", "connecting")
-    async with serve(demo, demo_models) as other, Client(other.base_url) as client:
+    async with serve(demo, demo_models) as other, Client(other.base_url,
+                                                         admin_secret=ADMIN_SECRET) as client:
         await client.create("Order", _order("during"), id="during")
         await client.delete("Order", "before")
 

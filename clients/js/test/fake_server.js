@@ -32,9 +32,11 @@ export class FakeServer {
       }
       drop() { this.readyState = 3; this.onclose?.({ code: 1006, reason: "" }); }
     };
+    this.headers = []; // the headers of each HTTP request, in order
     this.fetch = async (url, init) => {
       const body = JSON.parse(init.body);
       this.requests.push(body);
+      this.headers.push(init.headers ?? {});
       const { status, body: answer, fail } = await this.answer(body);
       if (fail) throw new TypeError("Failed to fetch");
       return { status, json: async () => (typeof answer === "string" ? JSON.parse(answer) : answer) };

@@ -171,3 +171,26 @@ test("a full storage costs the cache, never the commit", async () => {
   assert.equal(created.id, "n");
   assert.equal(server.requests.length, 1);
 });
+
+test("credentials go with every request and connection; a token expiring on the socket is renewed", async () => {
+  const server = new FakeServer();
+  let issued = 0;
+  const sync = createStatesync({ url: "http://fake/graphql", webSocketImpl: server.WebSocket,
+                                 fetch: server.fetch, storage: memoryStorage(), role: "customer",
+                                 getToken: async () => `token-${++issued}` });
+  clients.push(sync);
+  server.onSubscribe = (ws, m) => ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "1", documents: [] } });
+  server.answer = (body) => committed("CREATED", { id: body.variables.id, version: 1 });
+  const seen = watchAll(sync);
+  await until(() => Array.isArray(seen.value), "the snapshot");
+  const init = server.socket.sent.find((m) => m.type === "connection_init");
+  assert.deepEqual(init.payload, { headers: { "x-statesync-role": "customer", authorization: "Bearer token-1" } });
+  await sync.create("Order", { note: "x" }, { id: "o1" });
+  assert.equal(server.headers.at(-1).authorization, "Bearer token-2");
+  assert.equal(server.headers.at(-1)["x-statesync-role"], "customer");
+  server.socket.close(4403, "Forbidden: the token has expired"); // graphql-ws retries 4403
+  await until(() => server.sockets.length === 2 && server.socket.sent.some((m) => m.type === "subscribe"),
+              "a new connection, subscribed again");
+  const again = server.socket.sent.find((m) => m.type === "connection_init");
+  assert.match(again.payload.headers.authorization, /^Bearer token-[3-9]$/);
+});
