@@ -111,3 +111,25 @@ def test_dev_serves_the_demo_board_the_js_client_and_a_seeded_catalog(tmp_path: 
         assert _wait_for_catalog(base) == SEEDED
     with statesync_dev(tmp_path / "data") as base:  # seeding again is a replay: nothing doubles
         assert _wait_for_catalog(base) == SEEDED
+
+
+def test_dev_hands_out_customer_tokens_whose_rules_apply(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with statesync_dev(data_dir) as base:
+        # the board's way: the dev server mints a token for any customer
+        ann = httpx.post(f"{base}/dev/token", json={"user": "ann", "role": "customer"}).json()["token"]
+        as_ann = {"authorization": f"Bearer {ann}"}
+        mine = httpx.post(f"{base}/graphql", headers=as_ann, json={
+            "query": 'mutation { createOrder(input: {items: [{sku: "tea", qty: 1}]}) '
+                     "{ document { customer } } }"}).json()
+        assert mine == {"data": {"createOrder": {"document": {"customer": "ann"}}}}
+        # the command line's way, with the same data folder's secret
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STATESYNC_")}
+        env["STATESYNC_DATA_DIR"] = str(data_dir)
+        minted = subprocess.run([sys.executable, "-m", "statesync", "token", "--user", "bob",
+                                 "--role", "customer"], env=env, cwd=ROOT, capture_output=True,
+                                text=True, timeout=60, check=True).stdout.strip()
+        as_bob = {"authorization": f"Bearer {minted}"}
+        theirs = httpx.post(f"{base}/graphql", headers=as_bob,
+                            json={"query": "{ orders { nodes { customer } } }"}).json()
+        assert theirs == {"data": {"orders": {"nodes": []}}}  # ann's order is not bob's
