@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,9 +24,11 @@ from statesync.errors import BadInput, Conflict, Forbidden, MutationIdReused
 from statesync.feed.change import document_from_json
 from statesync.models import ModelSpec
 from statesync.store import statements as q
+from statesync.store.sql import Query
 from statesync.validation import Validator
 
-Steps = Generator[sa.Executable, Any, "CommitResult"]
+Statement = sa.Executable | Query
+Steps = Generator[Statement, Any, "CommitResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +68,8 @@ def _stored(row: Any) -> docs.Stored | None:
                        updated_at=row.updated_at, expires_at=row.expires_at, deleted=row.deleted)
 
 
-def _jsonable(value: Any) -> Any:
-    return orjson.loads(orjson.dumps(value))
-
-
 def _claim(mutation_id: str, fingerprint: str, now: datetime
-           ) -> Generator[sa.Executable, Any, Any | None]:
+           ) -> Generator[Statement, Any, Any | None]:
     """Take ``mutation_id`` for this request, or return the stored result of its first run.
 
     The claim blocks while another transaction holds the same id, so concurrent retries
@@ -131,16 +128,16 @@ def commit_steps(
         unchanged = CommitResult(op=planned.op, id=doc_id, version=planned.version,
                                  document=planned.document, changed_fields=(), event_ids=())
         if mutation_id is not None:
-            yield q.record_mutation_result(mutation_id, _jsonable(unchanged.to_json()))
+            yield q.record_mutation_result(mutation_id, unchanged.to_json())
         return unchanged
     if current is not None:
         yield q.update_document(write.model, doc_id,
                                 {**_row(planned), "deleted": planned.op in docs.GONE})
 
-    document = _jsonable(planned.document)
+    document = planned.document
     seq = (yield q.insert_change({
         "model": write.model, "doc_id": doc_id, "op": planned.op, "version": planned.version,
-        "document": document, "previous": _jsonable(planned.previous),
+        "document": document, "previous": planned.previous,
         "changed_fields": list(planned.changed_fields), "mutation_id": mutation_id,
         "committed_at": now, "caused_by": caused_by,
     })).scalar_one()
@@ -149,7 +146,7 @@ def commit_steps(
         "id": event_id, "type": event_type(write.model, planned.op), "model": write.model,
         "doc_id": doc_id, "key": doc_id, "version": planned.version, "change_seq": seq,
         "created_at": now, "caused_by": caused_by,
-        "payload": {"document": document, "previous": _jsonable(planned.previous),
+        "payload": {"document": document, "previous": planned.previous,
                     "changedFields": list(planned.changed_fields), "mutationId": mutation_id},
     })
     result = CommitResult(
@@ -158,7 +155,7 @@ def commit_steps(
         changed_fields=planned.changed_fields, event_ids=(event_id,),
     )
     if mutation_id is not None:
-        yield q.record_mutation_result(mutation_id, _jsonable(result.to_json()))
+        yield q.record_mutation_result(mutation_id, result.to_json())
     return result
 
 
@@ -180,7 +177,7 @@ def emit_steps(event_type_name: str, key: str | None, payload: Mapping[str, Any]
                mutation_id: str | None = None, caused_by: str | None = None,
                max_id_length: int = values.MAX_ID_LENGTH, models: Mapping[str, Any] | None = None,
                owner: str | None = None,
-               now: datetime | None = None) -> Generator[sa.Executable, Any, Emitted]:
+               now: datetime | None = None) -> Generator[Statement, Any, Emitted]:
     """A custom event: an outbox row only, idempotent on ``mutation_id``. A model's own change
     events (``Order.created``...) come only from commits: nobody may emit one (``models``)."""
     values.check_id(event_type_name, "type", max_id_length)
@@ -203,8 +200,7 @@ def emit_steps(event_type_name: str, key: str | None, payload: Mapping[str, Any]
             return Emitted(stored["event_id"], replayed=True)
     event_id = str(uuid.uuid4())
     yield q.insert_event({"id": event_id, "type": event_type_name, "key": key,
-                          "payload": _jsonable(dict(payload)), "created_at": now,
-                          "caused_by": caused_by})
+                          "payload": dict(payload), "created_at": now, "caused_by": caused_by})
     if mutation_id is not None:
         yield q.record_mutation_result(mutation_id, {"event_id": event_id})
     return Emitted(event_id)
@@ -262,24 +258,31 @@ def _plan(model: Model, write: docs.Write, doc_id: str, current: docs.Stored | N
 R = TypeVar("R")
 
 
-async def run_async(connection: AsyncConnection, steps: Generator[sa.Executable, Any, R]) -> R:
+async def run_async(connection: AsyncConnection, steps: Generator[Statement, Any, R]) -> R:
     """Drive ``steps`` on an async connection, inside the caller's transaction."""
     try:
         statement = next(steps)
         while True:
-            result = await connection.execute(statement)
+            if isinstance(statement, Query):
+                result = await connection.exec_driver_sql(*statement.for_asyncpg())
+            else:
+                result = await connection.execute(statement)
             statement = steps.send(result)
     except StopIteration as done:
         value: R = done.value
         return value
 
 
-def run_sync(connection: sa.Connection, steps: Generator[sa.Executable, Any, R]) -> R:
+def run_sync(connection: sa.Connection, steps: Generator[Statement, Any, R]) -> R:
     """Drive ``steps`` on a sync connection (Celery workers), inside the caller's transaction."""
     try:
         statement = next(steps)
         while True:
-            statement = steps.send(connection.execute(statement))
+            if isinstance(statement, Query):
+                result = connection.exec_driver_sql(*statement.for_psycopg())
+            else:
+                result = connection.execute(statement)
+            statement = steps.send(result)
     except StopIteration as done:
         value: R = done.value
         return value

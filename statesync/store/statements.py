@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from statesync.documents import flat_document
+from statesync.store.engines import json_dumps
+from statesync.store.sql import Query, Sql
 from statesync.store.tables import (
     attempts,
     changes,
@@ -37,55 +39,87 @@ def document_of(row: Any) -> dict[str, Any]:
                          row.expires_at)
 
 
-def claim_mutation_id(mutation_id: str, request_hash: str, now: datetime) -> sa.Executable:
+# ---- the commit path, as driver SQL (statesync.store.sql: no statement building per call) ---
+
+_CLAIM = Sql.of("INSERT INTO statesync_mutations (mutation_id, request_hash, created_at) "
+                "VALUES (:mutation_id, :request_hash, :now) ON CONFLICT DO NOTHING "
+                "RETURNING mutation_id")
+_READ_MUTATION = Sql.of("SELECT request_hash, result FROM statesync_mutations "
+                        "WHERE mutation_id = :mutation_id")
+_RECORD_RESULT = Sql.of("UPDATE statesync_mutations SET result = CAST(:result AS jsonb) "
+                        "WHERE mutation_id = :mutation_id")
+_LOCK_DOCUMENT = Sql.of("SELECT id, version, data, created_at, updated_at, expires_at, deleted "
+                        "FROM statesync_documents WHERE model = :model AND id = :id FOR UPDATE")
+_INSERT_DOCUMENT = Sql.of(
+    "INSERT INTO statesync_documents (model, id, version, data, created_at, updated_at, "
+    "expires_at, deleted) VALUES (:model, :id, :version, CAST(:data AS jsonb), :created_at, "
+    ":updated_at, :expires_at, false) ON CONFLICT DO NOTHING RETURNING id")
+_UPDATE_DOCUMENT = Sql.of(
+    "UPDATE statesync_documents SET version = :version, data = CAST(:data AS jsonb), "
+    "created_at = :created_at, updated_at = :updated_at, expires_at = :expires_at, "
+    "deleted = :deleted WHERE model = :model AND id = :id")
+_INSERT_CHANGE = Sql.of(
+    "INSERT INTO statesync_changes (model, doc_id, op, version, document, previous, "
+    "changed_fields, mutation_id, committed_at, caused_by) VALUES (:model, :doc_id, :op, "
+    ":version, CAST(:document AS jsonb), CAST(:previous AS jsonb), "
+    "CAST(:changed_fields AS text[]), :mutation_id, :committed_at, CAST(:caused_by AS uuid)) "
+    "RETURNING seq")
+_INSERT_EVENT = Sql.of(
+    "INSERT INTO statesync_outbox (id, type, model, doc_id, key, version, change_seq, "
+    "created_at, caused_by, payload) VALUES (CAST(:id AS uuid), :type, :model, :doc_id, :key, "
+    ":version, :change_seq, :created_at, CAST(:caused_by AS uuid), CAST(:payload AS jsonb))")
+
+
+def _json(value: Any) -> str | None:
+    """A JSON parameter: SQL NULL for None (not JSON ``null``)."""
+    return None if value is None else json_dumps(value)
+
+
+def claim_mutation_id(mutation_id: str, request_hash: str, now: datetime) -> Query:
     """Blocks while another transaction holds the same id, so concurrent retries serialize."""
-    return (
-        pg.insert(mutations)
-        .values(mutation_id=mutation_id, request_hash=request_hash, created_at=now)
-        .on_conflict_do_nothing()
-        .returning(mutations.c.mutation_id)
-    )
+    return _CLAIM(mutation_id=mutation_id, request_hash=request_hash, now=now)
 
 
-def read_mutation(mutation_id: str) -> sa.Executable:
-    return sa.select(mutations.c.request_hash, mutations.c.result).where(
-        mutations.c.mutation_id == mutation_id
-    )
+def read_mutation(mutation_id: str) -> Query:
+    return _READ_MUTATION(mutation_id=mutation_id)
 
 
-def record_mutation_result(mutation_id: str, result: Any) -> sa.Executable:
-    return sa.update(mutations).where(mutations.c.mutation_id == mutation_id).values(result=result)
+def record_mutation_result(mutation_id: str, result: Any) -> Query:
+    return _RECORD_RESULT(mutation_id=mutation_id, result=json_dumps(result))
 
 
-def lock_document(model: str, doc_id: str) -> sa.Executable:
-    return (
-        sa.select(*DOCUMENT_COLUMNS)
-        .where(documents.c.model == model, documents.c.id == doc_id)
-        .with_for_update()
-    )
+def lock_document(model: str, doc_id: str) -> Query:
+    return _LOCK_DOCUMENT(model=model, id=doc_id)
 
 
-def insert_document(model: str, values: dict[str, Any]) -> sa.Executable:
-    return (
-        pg.insert(documents)
-        .values(model=model, deleted=False, **values)
-        .on_conflict_do_nothing()
-        .returning(documents.c.id)
-    )
+def insert_document(model: str, values: dict[str, Any]) -> Query:
+    return _INSERT_DOCUMENT(model=model, id=values["id"], version=values["version"],
+                            data=json_dumps(values["data"]), created_at=values["created_at"],
+                            updated_at=values["updated_at"], expires_at=values["expires_at"])
 
 
-def update_document(model: str, doc_id: str, values: dict[str, Any]) -> sa.Executable:
-    return sa.update(documents).where(documents.c.model == model, documents.c.id == doc_id).values(
-        **values
-    )
+def update_document(model: str, doc_id: str, values: dict[str, Any]) -> Query:
+    return _UPDATE_DOCUMENT(model=model, id=doc_id, version=values["version"],
+                            data=json_dumps(values["data"]), created_at=values["created_at"],
+                            updated_at=values["updated_at"], expires_at=values["expires_at"],
+                            deleted=values["deleted"])
 
 
-def insert_change(values: dict[str, Any]) -> sa.Executable:
-    return sa.insert(changes).values(**values).returning(changes.c.seq)
+def insert_change(values: dict[str, Any]) -> Query:
+    return _INSERT_CHANGE(
+        model=values["model"], doc_id=values["doc_id"], op=values["op"],
+        version=values["version"], document=_json(values["document"]),
+        previous=_json(values["previous"]), changed_fields=list(values["changed_fields"]),
+        mutation_id=values["mutation_id"], committed_at=values["committed_at"],
+        caused_by=values["caused_by"])
 
 
-def insert_event(values: dict[str, Any]) -> sa.Executable:
-    return sa.insert(outbox).values(**values)
+def insert_event(values: dict[str, Any]) -> Query:
+    return _INSERT_EVENT(
+        id=values["id"], type=values["type"], model=values.get("model"),
+        doc_id=values.get("doc_id"), key=values.get("key"), version=values.get("version"),
+        change_seq=values.get("change_seq"), created_at=values["created_at"],
+        caused_by=values.get("caused_by"), payload=json_dumps(values["payload"]))
 
 
 def live(now: datetime | sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
