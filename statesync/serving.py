@@ -5,24 +5,24 @@ sending its request headers (one byte every few seconds keeps it open forever), 
 websocket whose client stops reading blocks every send to it, for ever, while the
 server keeps what it meant to send. The two protocol classes here close both:
 
-- :class:`GuardedHttp`: a connection has ``http_header_timeout`` seconds, from when it
+- :class:`GuardedHttpTools`: a connection has ``http_header_timeout`` seconds, from when it
   opens or its last response was sent, to deliver the next request's headers;
 - :class:`GuardedWebSocket`: a frame that cannot be written within ``ws_send_timeout``
   (the client has not read the ones before it) aborts the connection.
 
-This is the one module that subclasses uvicorn's internals; ``tests/integration/
-test_serving.py`` drives each hook against a real server, so an upgrade that moves them
-fails there.
+This is the one module that subclasses uvicorn's internals; ``tests/hostile/
+test_slow_clients.py`` drives each hook against a real server, so an upgrade that moves
+them fails there.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -31,27 +31,14 @@ from statesync.config import Settings
 KEEP_ALIVE_TIMEOUT = 5  # uvicorn's default: idle connections between requests
 
 
-class GuardedHttp(H11Protocol):
+class _HeaderDeadline:
+    """The header timeout, shared by both HTTP protocols: armed when a connection opens and
+    when an answer has gone out, disarmed when a request's headers are in."""
+
     header_timeout: float = 10.0
     _head_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def handle_events(self) -> None:
-        scope = self.scope
-        super().handle_events()
-        if self.scope is not scope:  # a request's headers arrived
-            self._disarm()
-
-    def on_response_complete(self) -> None:
-        self._arm()  # before uvicorn looks at a pipelined request, which disarms again
-        super().on_response_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
 
     def _arm(self) -> None:
         self._disarm()
@@ -65,8 +52,28 @@ class GuardedHttp(H11Protocol):
     def _headers_too_slow(self) -> None:
         self._head_timer = None
         # Upgraded to a websocket meanwhile: that protocol owns the transport now.
-        if self.transport.get_protocol() is self and not self.transport.is_closing():
+        if self.transport.get_protocol() is cast(object, self) and not self.transport.is_closing():
             self.transport.close()
+
+
+class GuardedHttpTools(_HeaderDeadline, HttpToolsProtocol):
+    """httptools (a C parser, several times h11's speed): what statesync runs on."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        self._arm()
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
 
 class GuardedWebSocket(WebSocketsSansIOProtocol):
@@ -86,7 +93,7 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
 
 def config(app: ASGIApp, settings: Settings, *, host: str | None = None, port: int | None = None,
            **options: Any) -> uvicorn.Config:
-    http = type("StatesyncHttp", (GuardedHttp,), {"header_timeout": settings.http_header_timeout})
+    http = type("StatesyncHttp", (GuardedHttpTools,), {"header_timeout": settings.http_header_timeout})
     ws = type("StatesyncWebSocket", (GuardedWebSocket,), {"send_timeout": settings.ws_send_timeout})
     return uvicorn.Config(
         app, host=settings.host if host is None else host,

@@ -117,46 +117,32 @@ def commit_steps(
             return CommitResult.replay(stored)
 
     current = _stored((yield q.lock_document(write.model, doc_id)).first())
-    planned = _decide(model, write, doc_id, current, now, max_document_bytes, guard)
-    inserted = None if current is not None else (
-        yield q.insert_document(write.model, {"id": doc_id, **_row(planned)})).first()
-    if current is None and inserted is None:
+    while True:
+        planned = _decide(model, write, doc_id, current, now, max_document_bytes, guard)
+        if planned.unchanged:
+            unchanged = CommitResult(op=planned.op, id=doc_id, version=planned.version,
+                                     document=planned.document, changed_fields=(), event_ids=())
+            if mutation_id is not None:
+                yield q.record_mutation_result(mutation_id, unchanged.to_json())
+            return unchanged
+        event_id = str(uuid.uuid4())
+        result = CommitResult(
+            op=planned.op, id=doc_id, version=planned.version,
+            document=planned.previous if planned.op in docs.GONE else planned.document,
+            changed_fields=planned.changed_fields, event_ids=(event_id,),
+        )
+        # The document, its change, its event and the mutation's result: one round trip.
+        written = (yield q.write_change(
+            model=write.model, doc_id=doc_id, creating=current is None, row=_row(planned),
+            deleted=planned.op in docs.GONE, op=planned.op, document=planned.document,
+            previous=planned.previous, changed_fields=list(planned.changed_fields),
+            mutation_id=mutation_id, committed_at=now, caused_by=caused_by, event_id=event_id,
+            event_type=event_type(write.model, planned.op),
+            result=result.to_json() if mutation_id is not None else None)).first()
+        if written is not None:
+            return result
         # A concurrent create of the same id committed first: decide again against it.
         current = _stored((yield q.lock_document(write.model, doc_id)).first())
-        planned = _decide(model, write, doc_id, current, now, max_document_bytes, guard)
-    if planned.unchanged:
-        unchanged = CommitResult(op=planned.op, id=doc_id, version=planned.version,
-                                 document=planned.document, changed_fields=(), event_ids=())
-        if mutation_id is not None:
-            yield q.record_mutation_result(mutation_id, unchanged.to_json())
-        return unchanged
-    if current is not None:
-        yield q.update_document(write.model, doc_id,
-                                {**_row(planned), "deleted": planned.op in docs.GONE})
-
-    document = planned.document
-    seq = (yield q.insert_change({
-        "model": write.model, "doc_id": doc_id, "op": planned.op, "version": planned.version,
-        "document": document, "previous": planned.previous,
-        "changed_fields": list(planned.changed_fields), "mutation_id": mutation_id,
-        "committed_at": now, "caused_by": caused_by,
-    })).scalar_one()
-    event_id = str(uuid.uuid4())
-    yield q.insert_event({
-        "id": event_id, "type": event_type(write.model, planned.op), "model": write.model,
-        "doc_id": doc_id, "key": doc_id, "version": planned.version, "change_seq": seq,
-        "created_at": now, "caused_by": caused_by,
-        "payload": {"document": document, "previous": planned.previous,
-                    "changedFields": list(planned.changed_fields), "mutationId": mutation_id},
-    })
-    result = CommitResult(
-        op=planned.op, id=doc_id, version=planned.version,
-        document=planned.previous if planned.op in docs.GONE else planned.document,
-        changed_fields=planned.changed_fields, event_ids=(event_id,),
-    )
-    if mutation_id is not None:
-        yield q.record_mutation_result(mutation_id, result.to_json())
-    return result
 
 
 CHANGE_ACTIONS = frozenset({"created", "updated", "deleted", "expired"})

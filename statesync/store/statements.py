@@ -50,20 +50,36 @@ _RECORD_RESULT = Sql.of("UPDATE statesync_mutations SET result = CAST(:result AS
                         "WHERE mutation_id = :mutation_id")
 _LOCK_DOCUMENT = Sql.of("SELECT id, version, data, created_at, updated_at, expires_at, deleted "
                         "FROM statesync_documents WHERE model = :model AND id = :id FOR UPDATE")
-_INSERT_DOCUMENT = Sql.of(
-    "INSERT INTO statesync_documents (model, id, version, data, created_at, updated_at, "
-    "expires_at, deleted) VALUES (:model, :id, :version, CAST(:data AS jsonb), :created_at, "
-    ":updated_at, :expires_at, false) ON CONFLICT DO NOTHING RETURNING id")
-_UPDATE_DOCUMENT = Sql.of(
-    "UPDATE statesync_documents SET version = :version, data = CAST(:data AS jsonb), "
-    "created_at = :created_at, updated_at = :updated_at, expires_at = :expires_at, "
-    "deleted = :deleted WHERE model = :model AND id = :id")
-_INSERT_CHANGE = Sql.of(
-    "INSERT INTO statesync_changes (model, doc_id, op, version, document, previous, "
-    "changed_fields, mutation_id, committed_at, caused_by) VALUES (:model, :doc_id, :op, "
-    ":version, CAST(:document AS jsonb), CAST(:previous AS jsonb), "
-    "CAST(:changed_fields AS text[]), :mutation_id, :committed_at, CAST(:caused_by AS uuid)) "
-    "RETURNING seq")
+# Writing a change is one statement: the document (inserted, or updated), then, only if
+# that happened, its changelog row, its outbox event and the mutation's recorded result.
+# An insert that loses a race to a concurrent create writes nothing and returns no row.
+_CHANGE_REST = (
+    " chg AS (INSERT INTO statesync_changes (model, doc_id, op, version, document, previous,"
+    " changed_fields, mutation_id, committed_at, caused_by)"
+    " SELECT CAST(:model AS text), CAST(:id AS text), CAST(:op AS text), CAST(:version AS integer),"
+    " CAST(:document AS jsonb), CAST(:previous AS jsonb), CAST(:changed_fields AS text[]),"
+    " CAST(:mutation_id AS text), CAST(:committed_at AS timestamptz), CAST(:caused_by AS uuid)"
+    " FROM doc RETURNING seq),"
+    " evt AS (INSERT INTO statesync_outbox (id, type, model, doc_id, key, version, change_seq,"
+    " created_at, caused_by, payload)"
+    " SELECT CAST(:event_id AS uuid), CAST(:event_type AS text), CAST(:model AS text),"
+    " CAST(:id AS text), CAST(:id AS text), CAST(:version AS integer), seq,"
+    " CAST(:committed_at AS timestamptz), CAST(:caused_by AS uuid), CAST(:payload AS jsonb) FROM chg),"
+    " mut AS (UPDATE statesync_mutations SET result = CAST(:result AS jsonb)"
+    " WHERE mutation_id = CAST(:mutation_id AS text) AND EXISTS (SELECT 1 FROM chg))"
+    " SELECT seq FROM chg")
+_WRITE_UPDATED = Sql.of(
+    "WITH doc AS (UPDATE statesync_documents SET version = CAST(:version AS integer),"
+    " data = CAST(:data AS jsonb), created_at = CAST(:created_at AS timestamptz),"
+    " updated_at = CAST(:updated_at AS timestamptz), expires_at = CAST(:expires_at AS timestamptz),"
+    " deleted = CAST(:deleted AS boolean) WHERE model = CAST(:model AS text) AND id = CAST(:id AS text)"
+    " RETURNING id)," + _CHANGE_REST)
+_WRITE_CREATED = Sql.of(
+    "WITH doc AS (INSERT INTO statesync_documents (model, id, version, data, created_at,"
+    " updated_at, expires_at, deleted) VALUES (CAST(:model AS text), CAST(:id AS text),"
+    " CAST(:version AS integer), CAST(:data AS jsonb), CAST(:created_at AS timestamptz),"
+    " CAST(:updated_at AS timestamptz), CAST(:expires_at AS timestamptz), CAST(:deleted AS boolean))"
+    " ON CONFLICT DO NOTHING RETURNING id)," + _CHANGE_REST)
 _INSERT_EVENT = Sql.of(
     "INSERT INTO statesync_outbox (id, type, model, doc_id, key, version, change_seq, "
     "created_at, caused_by, payload) VALUES (CAST(:id AS uuid), :type, :model, :doc_id, :key, "
@@ -92,26 +108,21 @@ def lock_document(model: str, doc_id: str) -> Query:
     return _LOCK_DOCUMENT(model=model, id=doc_id)
 
 
-def insert_document(model: str, values: dict[str, Any]) -> Query:
-    return _INSERT_DOCUMENT(model=model, id=values["id"], version=values["version"],
-                            data=json_dumps(values["data"]), created_at=values["created_at"],
-                            updated_at=values["updated_at"], expires_at=values["expires_at"])
-
-
-def update_document(model: str, doc_id: str, values: dict[str, Any]) -> Query:
-    return _UPDATE_DOCUMENT(model=model, id=doc_id, version=values["version"],
-                            data=json_dumps(values["data"]), created_at=values["created_at"],
-                            updated_at=values["updated_at"], expires_at=values["expires_at"],
-                            deleted=values["deleted"])
-
-
-def insert_change(values: dict[str, Any]) -> Query:
-    return _INSERT_CHANGE(
-        model=values["model"], doc_id=values["doc_id"], op=values["op"],
-        version=values["version"], document=_json(values["document"]),
-        previous=_json(values["previous"]), changed_fields=list(values["changed_fields"]),
-        mutation_id=values["mutation_id"], committed_at=values["committed_at"],
-        caused_by=values["caused_by"])
+def write_change(*, model: str, doc_id: str, creating: bool, row: dict[str, Any], deleted: bool,
+                 op: str, document: Any, previous: Any, changed_fields: list[str],
+                 mutation_id: str | None, committed_at: datetime, caused_by: str | None,
+                 event_id: str, event_type: str, result: Any) -> Query:
+    """The whole write of one change; returns its ``seq`` (no row: a lost insert race)."""
+    statement = _WRITE_CREATED if creating else _WRITE_UPDATED
+    return statement(
+        model=model, id=doc_id, version=row["version"], data=json_dumps(row["data"]),
+        created_at=row["created_at"], updated_at=row["updated_at"], expires_at=row["expires_at"],
+        deleted=deleted, op=op, document=_json(document), previous=_json(previous),
+        changed_fields=changed_fields, mutation_id=mutation_id, committed_at=committed_at,
+        caused_by=caused_by, event_id=event_id, event_type=event_type,
+        payload=json_dumps({"document": document, "previous": previous,
+                            "changedFields": changed_fields, "mutationId": mutation_id}),
+        result=_json(result))
 
 
 def insert_event(values: dict[str, Any]) -> Query:
