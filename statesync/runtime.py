@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,7 +24,15 @@ from statesync.feed.delivery_changes import DeliveryChanges
 from statesync.feed.hub import Hub
 from statesync.feed.sequencer import Sequencer
 from statesync.pacing import Pacer
-from statesync.store.commits import CommitResult, Emitted, Model, commit_steps, emit_steps, run_async
+from statesync.store.commits import (
+    CommitResult,
+    Emitted,
+    Model,
+    commit_steps,
+    emit_steps,
+    run_async,
+    run_asyncpg,
+)
 from statesync.store.statements import notify_relay, redeliver
 
 
@@ -69,6 +78,22 @@ class Runtime:
             await connection.close()
 
     @contextlib.asynccontextmanager
+    async def driver_transaction(self) -> AsyncIterator[Any]:
+        """A transaction on the pool's bare asyncpg connection, for the commit path: the pool,
+        its timeout and its error handling stay SQLAlchemy's (``connect``), the statements go
+        straight to the driver."""
+        async with self.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None
+            try:
+                async with raw.transaction():
+                    yield raw
+            except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, OSError) as exc:
+                await connection.invalidate()
+                raise ServiceUnavailable("the database connection was lost; retry (with the same "
+                                         "mutationId, a commit applies once)", retryable=True) from exc
+
+    @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         async with self.connect() as connection, connection.begin():
             yield connection
@@ -77,8 +102,8 @@ class Runtime:
                      guard: ModelAccess | None = None, owner: str | None = None) -> CommitResult:
         """Commit one write in its own transaction, then wake the sequencer. ``guard``: the
         writer's rules (None: the admin); ``owner``: who writes (see ``commit_steps``)."""
-        async with self.begin() as connection:
-            result = await run_async(connection, commit_steps(
+        async with self.driver_transaction() as connection:
+            result = await run_asyncpg(connection, commit_steps(
                 self.models, write, mutation_id=mutation_id,
                 max_document_bytes=self.settings.max_document_bytes,
                 max_id_length=self.settings.max_id_length, guard=guard, owner=owner,

@@ -244,6 +244,57 @@ def _plan(model: Model, write: docs.Write, doc_id: str, current: docs.Stored | N
 R = TypeVar("R")
 
 
+class _Record:
+    """An asyncpg record as the steps read rows: by attribute."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._record[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class _Records:
+    """asyncpg's rows with the few methods of a SQLAlchemy result the steps use."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def first(self) -> _Record | None:
+        return _Record(self._rows[0]) if self._rows else None
+
+    def one(self) -> _Record:
+        if len(self._rows) != 1:
+            raise LookupError(f"expected one row, got {len(self._rows)}")
+        return _Record(self._rows[0])
+
+    def scalar_one(self) -> Any:
+        return self.one()._record[0]
+
+
+async def run_asyncpg(connection: Any, steps: Generator[Statement, Any, R]) -> R:
+    """Drive ``steps`` on a bare asyncpg connection, inside the caller's transaction: the API's
+    commit path, with no SQLAlchemy between it and the driver (the steps yield only
+    :class:`~statesync.store.sql.Query` statements)."""
+    try:
+        statement = next(steps)
+        while True:
+            if not isinstance(statement, Query):
+                raise TypeError("run_asyncpg runs driver SQL only")
+            sql, args = statement.for_asyncpg()
+            statement = steps.send(_Records(await connection.fetch(sql, *args)))
+    except StopIteration as done:
+        value: R = done.value
+        return value
+
+
 async def run_async(connection: AsyncConnection, steps: Generator[Statement, Any, R]) -> R:
     """Drive ``steps`` on an async connection, inside the caller's transaction."""
     try:
