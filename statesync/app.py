@@ -180,3 +180,9 @@ def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None =
     app.state.gateway = gateway
     app.state.supervisor = supervisor
     return app
+
+
+def app_from_environment() -> Starlette:
+    """The API of ``statesync serve --workers N``: each worker process builds its own, from
+    the STATESYNC_* variables the command set."""
+    return create_app(Settings())

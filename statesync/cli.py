@@ -43,12 +43,29 @@ def _serve(settings: Settings, *, with_relay: bool = False, seed_demo: bool = Fa
     from statesync.migrate import upgrade
 
     upgrade(settings.database_url or "")
+    if settings.workers > 1:
+        _serve_workers(settings)
+        return
     app = create_app(settings, with_relay=with_relay, seed_demo=seed_demo)
     server = uvicorn.Server(serving.config(app, settings))
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
         server.run()
     if not server.started:
         raise typer.Exit(3)  # uvicorn's own startup-failure status
+
+
+def _serve_workers(settings: Settings) -> None:
+    """Several API processes on one socket (what uvicorn.run does for ``workers``, with
+    statesync's protocols and their timeouts). Each builds its app from the environment;
+    each is a sequencer candidate and follows the feed, as separate `serve`s would."""
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    from statesync import serving
+
+    os.environ.update(environment(settings, {}))
+    config = serving.config(serving.APP_FACTORY, settings, factory=True, workers=settings.workers)
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 @app.command()
@@ -104,10 +121,15 @@ def _dev_settings(settings: Settings) -> Settings:
 
 
 @app.command()
-def serve(schema: SchemaPath = None) -> None:
+def serve(
+    schema: SchemaPath = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int | None, typer.Option(help="API processes on the port.")] = None,
+) -> None:
     """Production entry: run migrations, then the API (and a sequencer candidate) on uvicorn.
     Needs STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL; embeds nothing."""
-    settings = _settings(schema)
+    settings = _settings(schema, host=host, port=port, workers=workers)
     _logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:
         typer.echo("statesync serve needs STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL", err=True)

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8000, description="Port the API listens on.")
+    workers: int = Field(
+        default=1, ge=1, description="API processes `statesync serve` runs on its port (one per core)."
+    )
     channel_prefix: str = Field(
         default="statesync",
         description="Prefix of Redis channel names; deployments sharing a Redis need distinct ones.",

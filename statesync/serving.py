@@ -59,6 +59,10 @@ class _HeaderDeadline:
 class GuardedHttpTools(_HeaderDeadline, HttpToolsProtocol):
     """httptools (a C parser, several times h11's speed): what statesync runs on."""
 
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout = getattr(config, HEADER_TIMEOUT, self.header_timeout)
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
@@ -79,6 +83,10 @@ class GuardedHttpTools(_HeaderDeadline, HttpToolsProtocol):
 class GuardedWebSocket(WebSocketsSansIOProtocol):
     send_timeout: float = 10.0
 
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.send_timeout = getattr(config, SEND_TIMEOUT, self.send_timeout)
+
     async def send(self, message: Any) -> None:
         if not self.writable.is_set() and not self.disconnected:
             try:
@@ -91,14 +99,20 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
         await super().send(message)
 
 
-def config(app: ASGIApp, settings: Settings, *, host: str | None = None, port: int | None = None,
-           **options: Any) -> uvicorn.Config:
-    http = type("StatesyncHttp", (GuardedHttpTools,), {"header_timeout": settings.http_header_timeout})
-    ws = type("StatesyncWebSocket", (GuardedWebSocket,), {"send_timeout": settings.ws_send_timeout})
-    return uvicorn.Config(
+# The timeouts ride on uvicorn's Config, which worker processes receive pickled.
+HEADER_TIMEOUT = "statesync_header_timeout"
+SEND_TIMEOUT = "statesync_send_timeout"
+APP_FACTORY = "statesync.app:app_from_environment"
+
+
+def config(app: ASGIApp | str, settings: Settings, *, host: str | None = None,
+           port: int | None = None, **options: Any) -> uvicorn.Config:
+    """``app`` may be an import string (of a factory, with ``factory=True``), which
+    ``workers`` > 1 needs: each worker process builds its own app."""
+    made = uvicorn.Config(
         app, host=settings.host if host is None else host,
         port=settings.port if port is None else port,
-        http=http, ws=ws,
+        http=GuardedHttpTools, ws=GuardedWebSocket,
         # permessage-deflate costs more CPU and memory per connection than it saves on
         # small JSON frames; off unless measured otherwise.
         ws_per_message_deflate=False,
@@ -108,3 +122,6 @@ def config(app: ASGIApp, settings: Settings, *, host: str | None = None, port: i
         log_level=settings.log_level.lower(),
         **options,
     )
+    setattr(made, HEADER_TIMEOUT, settings.http_header_timeout)
+    setattr(made, SEND_TIMEOUT, settings.ws_send_timeout)
+    return made

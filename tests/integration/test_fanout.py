@@ -310,3 +310,33 @@ async def test_a_slow_client_replaying_since_does_not_stall_the_server(
                 assert message["type"] == "next", message
                 versions.append(message["payload"]["data"]["order"]["version"])
             assert versions == list(range(1, done["version"] + 1))
+
+
+async def test_serve_with_two_workers_serves_one_port(settings: Settings, tmp_path: Path) -> None:
+    """`statesync serve --workers 2`: two processes on one port, one feed; both stop on SIGTERM."""
+    port = _free_port()
+    env = {**os.environ, "STATESYNC_DATABASE_URL": settings.database_url or "",
+           "STATESYNC_REDIS_URL": settings.redis_url or "", "STATESYNC_HOST": "127.0.0.1",
+           "STATESYNC_CHANNEL_PREFIX": settings.channel_prefix,
+           "STATESYNC_SCHEMA_PATH": str(ROOT / "schema"), "STATESYNC_FEED_POLL_INTERVAL": "0.2",
+           "STATESYNC_LOG_LEVEL": "WARNING", "STATESYNC_OPEN_ACCESS": "true"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "statesync", "serve", "--workers", "2", "--port", str(port),
+            env=env, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL, stdout=out,
+            stderr=asyncio.subprocess.STDOUT)
+    base, ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/graphql"
+    try:
+        await _wait_healthy(base, process, log)
+        async with graphql(base) as client, Subscriptions.connect(ws) as subs:
+            await create(client, "w1")
+            op = await subs.subscribe(WATCH_ONE, {"id": "w1"})
+            assert (await subs.next(op))["version"] == 1
+            for n in range(2, 6):  # several requests: whichever worker takes them, one feed
+                await update(client, "w1", note=str(n))
+                assert (await subs.next(op))["version"] == n
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+    assert process.returncode == 0, log.read_text()
