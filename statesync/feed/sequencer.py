@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 
 import redis.asyncio as aioredis
@@ -89,19 +88,11 @@ class Sequencer:
 
     async def sequence_batch(self, connection: AsyncConnection) -> int:
         async with connection.begin():
-            head = (await connection.execute(q.feed_head_cursor(for_update=True))).scalar_one()
-            rows = (await connection.execute(q.unsequenced(BATCH_SIZE))).all()
-            if not rows:
-                return 0
-            cursors = list(range(head + 1, head + 1 + len(rows)))
-            await connection.execute(q.assign_cursors([r.seq for r in rows], cursors))
-            await connection.execute(q.advance_head(cursors[-1]))
-            # One NOTIFY per batch, not per commit: it wakes the relay for these changes'
-            # events without putting NOTIFY's commit-time lock on the write path.
-            await connection.execute(q.notify_relay())
-        batch = [dataclasses.replace(Change.from_row(row), cursor=c)
-                 for row, c in zip(rows, cursors, strict=True)]
-        await self._publish(batch)  # after commit: never announce what could still roll back
+            sql, args = q.sequence_batch(BATCH_SIZE).for_asyncpg()
+            rows = (await connection.exec_driver_sql(sql, args)).all()
+        if rows:
+            # after commit: never announce what could still roll back
+            await self._publish([Change.from_row(row) for row in rows])
         return len(rows)
 
     async def _publish(self, batch: list[Change]) -> None:

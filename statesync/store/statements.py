@@ -159,25 +159,38 @@ def list_documents(model: str, where: sa.ColumnElement[bool], order: Sequence[An
 
 # ---- the change feed ------------------------------------------------------------------------
 
+OUTBOX_CHANNEL = "statesync_outbox"  # NOTIFY channel: a wake-up for the relay, never a queue
+
 
 def feed_head_cursor(*, for_update: bool = False) -> sa.Select[Any]:
     stmt = sa.select(feed_head.c.cursor).where(feed_head.c.id == 1)
     return stmt.with_for_update() if for_update else stmt
 
 
-def unsequenced(limit: int) -> sa.Select[Any]:
-    """Committed changes without a cursor yet, in insertion order.
+# The sequencer's whole batch in one statement: lock the head, take the committed changes
+# that have no cursor (oldest first, at most :limit), number them densely after the head,
+# advance the head, and wake the relay (NOTIFY is delivered once per transaction for the
+# same payload, however many rows call it). Insertion order is per-document version order:
+# a change to a document waits for the row lock of the previous change, which commits
+# before it inserts.
+_SEQUENCE = Sql.of(
+    "WITH head AS (SELECT cursor FROM statesync_feed_head WHERE id = 1 FOR UPDATE),"
+    " todo AS (SELECT seq FROM statesync_changes WHERE cursor IS NULL ORDER BY seq"
+    " LIMIT CAST(:limit AS integer) FOR UPDATE),"
+    " numbered AS (SELECT seq, (SELECT cursor FROM head) + row_number() OVER (ORDER BY seq) AS cursor"
+    " FROM todo),"
+    " assigned AS (UPDATE statesync_changes c SET cursor = n.cursor FROM numbered n WHERE c.seq = n.seq"
+    " RETURNING c.cursor, c.seq, c.model, c.doc_id, c.op, c.version, c.document, c.previous,"
+    " c.changed_fields, c.mutation_id, c.committed_at),"
+    " advanced AS (UPDATE statesync_feed_head SET cursor = (SELECT max(cursor) FROM numbered)"
+    " WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered))"
+    " SELECT assigned.*, pg_notify('" + OUTBOX_CHANNEL + "', '') AS woke FROM assigned"
+    " ORDER BY cursor")
 
-    Insertion order is per-document version order: a change to a document waits
-    for the row lock of the previous change, which commits before it inserts.
-    """
-    return (
-        sa.select(*CHANGE_COLUMNS)
-        .where(changes.c.cursor.is_(None))
-        .order_by(changes.c.seq)
-        .limit(limit)
-        .with_for_update()
-    )
+
+def sequence_batch(limit: int) -> Query:
+    """The changes given cursors by this batch, in cursor order (none: nothing to do)."""
+    return _SEQUENCE(limit=limit)
 
 
 def unsequenced_seqs(model: str, doc_id: str | None) -> sa.Select[Any]:
@@ -189,22 +202,6 @@ def cursors_of(seqs: set[int]) -> sa.Select[Any]:
     return sa.select(changes.c.seq, changes.c.cursor).where(
         changes.c.seq.in_(sorted(seqs)), changes.c.cursor.is_not(None)
     )
-
-
-def assign_cursors(seqs: Sequence[int], cursors: Sequence[int]) -> sa.Executable:
-    pairs = sa.func.unnest(
-        sa.cast(sa.bindparam("seqs", list(seqs)), pg.ARRAY(sa.BigInteger)),
-        sa.cast(sa.bindparam("cursors", list(cursors)), pg.ARRAY(sa.BigInteger)),
-    ).table_valued("seq", "cursor").render_derived(name="assigned")
-    return (
-        sa.update(changes)
-        .where(changes.c.seq == pairs.c.seq)
-        .values(cursor=pairs.c.cursor)
-    )
-
-
-def advance_head(cursor: int) -> sa.Executable:
-    return sa.update(feed_head).where(feed_head.c.id == 1).values(cursor=cursor)
 
 
 def changes_between(after: int, upto: int | None, *, model: str | None = None,
@@ -222,7 +219,6 @@ def changes_between(after: int, upto: int | None, *, model: str | None = None,
 
 # ---- eventing: outbox -> deliveries -> handlers ----------------------------------------------
 
-OUTBOX_CHANNEL = "statesync_outbox"  # NOTIFY channel: a wake-up for the relay, never a queue
 FINISHED = ("succeeded", "dead")
 
 

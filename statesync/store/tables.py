@@ -61,7 +61,7 @@ outbox = sa.Table(
     "statesync_outbox",
     metadata,
     sa.Column("id", pg.UUID(as_uuid=False), primary_key=True),
-    # Insertion order; per document it is version order (see statements.unsequenced).
+    # Insertion order; per document it is version order (see statements.sequence_batch).
     sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
     sa.Column("type", sa.Text, nullable=False),
     sa.Column("model", sa.Text, nullable=True),
