@@ -10,6 +10,12 @@ server keeps what it meant to send. The two protocol classes here close both:
 - :class:`GuardedWebSocket`: a frame that cannot be written within ``ws_send_timeout``
   (the client has not read the ones before it) aborts the connection.
 
+:class:`GuardedWebSocket` also offers the application a send that never waits, as the
+ASGI scope extension ``SEND_NOW`` (a callable taking a text frame's UTF-8 bytes and
+returning whether it was written): the fan-out writes one change to a thousand sockets
+in one loop with it, and a socket whose client is behind says no instead of stalling
+the rest.
+
 This is the one module that subclasses uvicorn's internals; ``tests/hostile/
 test_slow_clients.py`` drives each hook against a real server, so an upgrade that moves
 them fails there.
@@ -26,6 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from statesync.api.ws.socket import SEND_NOW
 from statesync.config import Settings
 
 KEEP_ALIVE_TIMEOUT = 5  # uvicorn's default: idle connections between requests
@@ -86,6 +93,23 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.send_timeout = getattr(config, SEND_TIMEOUT, self.send_timeout)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # (the handshake was not refused)
+            scope["extensions"][SEND_NOW] = self.send_now
+
+    def send_now(self, text: bytes) -> bool:
+        """Write a text frame (UTF-8 ``text``) at once, or return False and write nothing: the
+        socket is not open, or its write buffer is over the high-water mark (the client
+        has not read what it was sent: the waiting ``send`` and its timeout deal with it)."""
+        if (self.disconnected or self.close_sent or not self.handshake_complete
+                or not self.writable.is_set() or self.transport.is_closing()):
+            return False
+        self.conn.send_text(text)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     async def send(self, message: Any) -> None:
         if not self.writable.is_set() and not self.disconnected:

@@ -78,7 +78,7 @@ async def execute(schema: GraphQLSchema, prepared: Prepared, variables: dict[str
 
 
 async def subscribe(schema: GraphQLSchema, prepared: Prepared, variables: dict[str, Any] | None,
-                    context: Context, *, hide_suggestions: bool = False
+                    context: Context, *, hide_suggestions: bool = False, root_value: Any = None
                     ) -> _CodedStream | ExecutionResult:
     """The response stream of a subscription, or the result that refuses it.
 
@@ -87,16 +87,17 @@ async def subscribe(schema: GraphQLSchema, prepared: Prepared, variables: dict[s
     transport answers with an ``error`` message (see :func:`failure`)."""
     executor = SharedEventExecutor.build(
         schema, prepared.document, context_value=context, raw_variable_values=variables,
-        operation_name=prepared.name, hide_suggestions=hide_suggestions)
+        operation_name=prepared.name, hide_suggestions=hide_suggestions, root_value=root_value)
     if isinstance(executor, list):
         return _coded(ExecutionResult(None, errors=executor))
+    assert isinstance(executor, SharedEventExecutor)  # build() is typed as its base's
     source = create_source_event_stream(executor)
     if inspect.isawaitable(source):
         source = await source
     if isinstance(source, ExecutionResult):
         return _coded(source)
     paced = _paced(context.runtime.pacer)
-    return _CodedStream(map_source_to_response_event(executor, source, paced))
+    return _CodedStream(map_source_to_response_event(executor, source, paced), executor)
 
 
 def _paced(pacer: Pacer) -> Any:
@@ -121,8 +122,9 @@ def _paced(pacer: Pacer) -> Any:
 class _CodedStream:
     """Each result of a response stream with coded errors; closing it closes the source."""
 
-    def __init__(self, source: AsyncIterator[ExecutionResult]) -> None:
+    def __init__(self, source: AsyncIterator[ExecutionResult], executor: SharedEventExecutor) -> None:
         self._source = source
+        self.executor = executor  # the operation's, which each event's executor copies
 
     def __aiter__(self) -> _CodedStream:
         return self

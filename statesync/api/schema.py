@@ -17,9 +17,10 @@ from statesync import filters, values
 from statesync.api.context import Context
 from statesync.api.events import EventMutations, EventQueries, EventSubscriptions
 from statesync.api.inputs import plain, to_filter, to_order
-from statesync.api.streams import Message, Target, stream
+from statesync.api.streams import LiveSinks, Message, Target, live_message, stream
 from statesync.api.types import ChangeOp, ModelTypes, PageInfo, TypeFactory
 from statesync.errors import BadInput, Forbidden, InvalidCursor, QueryTooComplex
+from statesync.feed.subscriber import Sink
 from statesync.filters import (
     Filter,
     InvalidFilter,
@@ -46,7 +47,8 @@ def _resolver(params: Sequence[tuple[str, Any, Any]], returns: Any,
         return await body(info.context, **kwargs)
 
     async def subscriber(info: strawberry.Info, **kwargs: Any) -> AsyncGenerator[Any, None]:
-        async with contextlib.aclosing(body(info.context, **kwargs)) as items:
+        # The root value may offer the live fast path (statesync.api.streams.LiveSinks).
+        async with contextlib.aclosing(body(info.context, info.root_value, **kwargs)) as items:
             async for item in items:
                 yield item
 
@@ -192,19 +194,26 @@ class ModelApi:
             mutation_id=change.mutation_id if change else None,
         )
 
-    async def watch_one(self, ctx: Context, id: str, since: Any = UNSET
+    def _live(self, ctx: Context, root: Any) -> Sink | None:
+        if not isinstance(root, LiveSinks):
+            return None
+        return root.sink(lambda delivery: self._message(ctx, live_message(delivery)))
+
+    async def watch_one(self, ctx: Context, root: Any, id: str, since: Any = UNSET
                         ) -> AsyncGenerator[Any, None]:
         target = Target.of(self.spec.name, self._id(ctx, id), None, self.kinds,
                            ctx.model_access(self.spec.name))
-        async with contextlib.aclosing(stream(ctx, target, _given(since))) as messages:
+        live = self._live(ctx, root)
+        async with contextlib.aclosing(stream(ctx, target, _given(since), live)) as messages:
             async for message in messages:
                 yield self._message(ctx, message)
 
-    async def watch_many(self, ctx: Context, where: Any = UNSET, since: Any = UNSET
+    async def watch_many(self, ctx: Context, root: Any, where: Any = UNSET, since: Any = UNSET
                          ) -> AsyncGenerator[Any, None]:
         target = Target.of(self.spec.name, None, self._where(ctx, where), self.kinds,
                            ctx.model_access(self.spec.name))
-        async with contextlib.aclosing(stream(ctx, target, _given(since))) as messages:
+        live = self._live(ctx, root)
+        async with contextlib.aclosing(stream(ctx, target, _given(since), live)) as messages:
             async for message in messages:
                 yield self._message(ctx, message)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
 import orjson
@@ -36,21 +36,26 @@ from statesync.runtime import Runtime
 
 MAX_SHARED_RESULTS = 4096
 
-Key = tuple[str, int, str, str | None, bytes, str]
+# What renders a message the same way: the query, its operation, the variables its
+# selection uses (encoded) and the reader's role.
+Rendering = tuple[str, str | None, bytes, str]
+Key = tuple[str, int, str, str | None, bytes, str]  # (op, cursor) + Rendering
+
+V = TypeVar("V")
 
 
-class _Results:
+class Recent(Generic[V]):
     """A bounded map of recent results, oldest dropped first (changes arrive in cursor order,
     so a result is only asked for again while its change is still being fanned out)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._items: OrderedDict[Key, ExecutionResult] = OrderedDict()
+        self._items: OrderedDict[Key, V] = OrderedDict()
 
-    def get(self, key: Key) -> ExecutionResult | None:
+    def get(self, key: Key) -> V | None:
         return self._items.get(key)
 
-    def put(self, key: Key, result: ExecutionResult) -> None:
+    def put(self, key: Key, result: V) -> None:
         self._items[key] = result
         if len(self._items) > self.limit:
             self._items.popitem(last=False)
@@ -61,14 +66,23 @@ class _Results:
 
 # Per feed (one hub per feed): cursors are only unique within one database's feed, and
 # a process (a test run, say) may serve several.
-_results_by_feed: WeakKeyDictionary[Hub, _Results] = WeakKeyDictionary()
+_results_by_feed: WeakKeyDictionary[Hub, Recent[ExecutionResult]] = WeakKeyDictionary()
+_payloads_by_feed: WeakKeyDictionary[Hub, Recent[bytes]] = WeakKeyDictionary()
 
 
-def shared_results(runtime: Runtime) -> _Results:
+def shared_results(runtime: Runtime) -> Recent[ExecutionResult]:
     results = _results_by_feed.get(runtime.hub)
     if results is None:
-        results = _results_by_feed[runtime.hub] = _Results(MAX_SHARED_RESULTS)
+        results = _results_by_feed[runtime.hub] = Recent(MAX_SHARED_RESULTS)
     return results
+
+
+def shared_payloads(runtime: Runtime) -> Recent[bytes]:
+    """Encoded ``payload``s of live frames, under the same keys as :func:`shared_results`."""
+    payloads = _payloads_by_feed.get(runtime.hub)
+    if payloads is None:
+        payloads = _payloads_by_feed[runtime.hub] = Recent(MAX_SHARED_RESULTS)
+    return payloads
 
 
 class _VariableUses(Visitor):
@@ -140,7 +154,8 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         _keep(results, key, result)
         return result
 
-    async def _keep_when_done(self, results: _Results, key: Key, pending: Awaitable[Any]) -> Any:
+    async def _keep_when_done(self, results: Recent[ExecutionResult], key: Key,
+                              pending: Awaitable[Any]) -> Any:
         result = await pending
         _keep(results, key, result)
         return result
@@ -148,6 +163,11 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
     def _key(self, message: ChangeMessage, role: str) -> Key | None:
         if message.changed_fields is None:
             return None
+        rendering = self.rendering(role)
+        return None if rendering is None else (message.op.value, int(message.cursor), *rendering)
+
+    def rendering(self, role: str) -> Rendering | None:
+        """What decides how this operation renders a live change (None: it cannot share)."""
         operation = self.operation
         source = operation.loc.source.body if operation.loc is not None else None
         if source is None:
@@ -156,10 +176,10 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         names = _rendering_variables(source, name, operation, self.fragment_definitions.values())
         coerced = self.variable_values.coerced
         variables = orjson.dumps([coerced.get(n) for n in names], default=str)
-        return (message.op.value, int(message.cursor), source, name, variables, role)
+        return (source, name, variables, role)
 
 
-def _keep(results: _Results, key: Key, result: Any) -> None:
+def _keep(results: Recent[ExecutionResult], key: Key, result: Any) -> None:
     # Errors are per execution (and get rewritten later); only clean results are shared.
     if isinstance(result, ExecutionResult) and not result.errors:
         results.put(key, result)

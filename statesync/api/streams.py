@@ -14,20 +14,28 @@ up to P; resuming with ``since: P`` then misses and repeats nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from statesync.access import ModelAccess
 from statesync.api.context import Context
 from statesync.errors import BadInput, Forbidden, InvalidCursor
 from statesync.feed.change import Change
-from statesync.feed.subscriber import Delivery, Overflowed, Subscriber, classify_by
+from statesync.feed.subscriber import Delivery, Overflowed, Sink, Subscriber, classify_by
 from statesync.filters import AllOf, FieldKind, Filter, Matcher, matcher
 from statesync.store import reads
 
 SNAPSHOT_ALIGN_TIMEOUT = 10.0
 REPLAY_PAGE = 1000
+
+
+@runtime_checkable
+class LiveSinks(Protocol):
+    """What gives a stream its fast path for live changes (``api.ws.live.LiveFrames``):
+    the GraphQL root value of an operation served over a websocket."""
+
+    def sink(self, to_root: Callable[[Delivery], Any]) -> Sink | None: ...
 
 
 class PrunedSince(Exception):
@@ -92,7 +100,10 @@ def parse_cursor(since: str) -> int:
     return int(since)
 
 
-async def stream(ctx: Context, target: Target, since: str | None) -> AsyncGenerator[Message, None]:
+async def stream(ctx: Context, target: Target, since: str | None, live: Sink | None = None
+                 ) -> AsyncGenerator[Message, None]:
+    """``live``: what may send live changes straight from the hub while this stream is
+    waiting for one (``Subscriber.get``); what it sends, the stream does not yield."""
     runtime = ctx.runtime
     settings = runtime.settings
     async with runtime.hub.subscribe(target.model, target.doc_id, target.where, target.kinds,
@@ -109,12 +120,13 @@ async def stream(ctx: Context, target: Target, since: str | None) -> AsyncGenera
                     last = message.cursor
                     yield message
             while True:
-                delivery = await subscriber.get()
+                delivery = await subscriber.get(live, last)
+                last = max(last, subscriber.passed)
                 if delivery.change.cursor > last:
                     last = delivery.change.cursor
-                    yield _live(delivery)
+                    yield live_message(delivery)
         except (Overflowed, PrunedSince):
-            yield Message(op="RESYNC", cursor=last)
+            yield Message(op="RESYNC", cursor=max(last, subscriber.passed))
 
 
 def _message(op: str, change: Change) -> Message:
@@ -124,7 +136,7 @@ def _message(op: str, change: Change) -> Message:
                    document=None if op == "REMOVED" else change.document)
 
 
-def _live(delivery: Delivery) -> Message:
+def live_message(delivery: Delivery) -> Message:
     return _message(delivery.op, delivery.change)
 
 

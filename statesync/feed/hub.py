@@ -57,6 +57,8 @@ class Hub:
         self.last: int | None = None  # the last cursor delivered; None until started
         self.ready = asyncio.Event()
         self._watches: set[SeqWatch] = set()
+        # Deliveries a subscriber's sink sent straight from the dispatch loop (the fast path).
+        self.sent_directly = 0
 
     @property
     def subscriber_count(self) -> int:
@@ -140,8 +142,10 @@ class Hub:
     def _dispatch(self, change: Change) -> None:
         for watch in self._watches:
             watch.mark(change.seq, change.cursor)
+        sent = 0
         for subscriber in self._by_document.get((change.model, change.doc_id), ()):
-            subscriber.offer(change)
+            sent += subscriber.offer(change)
         for subscriber in self._by_model.get(change.model, ()):
-            subscriber.offer(change)
+            sent += subscriber.offer(change)
+        self.sent_directly += sent
         self.last = change.cursor

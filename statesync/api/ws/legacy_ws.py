@@ -15,10 +15,12 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import orjson
 from graphql import ExecutionResult, GraphQLError
 
 from statesync.api.operations import Rejected
-from statesync.api.ws.session import Session, operation_id, result_payload
+from statesync.api.ws.live import result_payload
+from statesync.api.ws.session import Session, operation_id
 
 PROTOCOL = "graphql-ws"
 KEEP_ALIVE = 15.0
@@ -69,6 +71,9 @@ class LegacyWS(Session):
 
     async def handle_connection_terminate(self, message: dict[str, Any]) -> None:
         await self.socket.close(1000)
+
+    def live_prefix(self, op_id: str) -> bytes:
+        return b'{"id":' + orjson.dumps(op_id) + b',"type":"data","payload":'
 
     async def send_result(self, op_id: str, result: ExecutionResult) -> None:
         await self.socket.send({"id": op_id, "type": "data", "payload": result_payload(result)})

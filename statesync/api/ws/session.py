@@ -28,6 +28,7 @@ from statesync.api.execution import check_variables, error_result, execute, fail
 from statesync.api.gateway import Gateway
 from statesync.api.operations import Prepared
 from statesync.api.quotas import TooManyWebsockets
+from statesync.api.ws.live import LiveFrames
 from statesync.api.ws.socket import ProtocolViolation, Socket
 from statesync.errors import Forbidden, StatesyncError, TooManySubscriptions, Unauthenticated
 from statesync.identity import Identity
@@ -207,11 +208,15 @@ class Session(ABC):
             self._forget(op_id)
 
     async def _stream(self, op_id: str, prepared: Prepared, variables: dict[str, Any] | None) -> None:
+        task = asyncio.current_task()
+        frames = LiveFrames(self.socket, self.live_prefix(op_id),
+                            lambda: self.running.get(op_id) is task, self.context)
         stream = await subscribe(self.gateway.schema, prepared, variables, self.context,
-                                 hide_suggestions=self.gateway.hide_suggestions)
+                                 hide_suggestions=self.gateway.hide_suggestions, root_value=frames)
         if isinstance(stream, ExecutionResult):
             await self.send_error(op_id, stream.errors or [])
             return
+        frames.executor = stream.executor
         async with contextlib.aclosing(stream):
             async for result in stream:
                 await self.send_result(op_id, result)
@@ -225,6 +230,10 @@ class Session(ABC):
     # ---- what each protocol says ----------------------------------------------------------
 
     @abstractmethod
+    def live_prefix(self, op_id: str) -> bytes:
+        """The encoded start of this protocol's result message, up to its payload."""
+
+    @abstractmethod
     async def send_result(self, op_id: str, result: ExecutionResult) -> None: ...
 
     @abstractmethod
@@ -236,13 +245,6 @@ class Session(ABC):
     @abstractmethod
     async def stopped(self, op_id: str) -> None:
         """The client stopped the operation (or left)."""
-
-
-def result_payload(result: ExecutionResult) -> dict[str, Any]:
-    payload: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        payload["errors"] = [e.formatted for e in result.errors]
-    return payload
 
 
 def operation_id(message: Mapping[str, Any]) -> str:

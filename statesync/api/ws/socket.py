@@ -10,12 +10,16 @@ answer by closing with 4400 and the reason.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from statesync.api import wire
+
+# The ASGI scope extension of a websocket's send that never waits (statesync.serving).
+SEND_NOW = "statesync.send_now"
 
 
 class ProtocolViolation(Exception):
@@ -28,6 +32,14 @@ class Socket:
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
         self.closed = False
+        self._send_now: Callable[[bytes], bool] | None = websocket.scope.get(
+            "extensions", {}).get(SEND_NOW)
+
+    def send_now(self, frame: bytes) -> bool:
+        """Write an encoded message without waiting, or return False having written nothing
+        (the client is behind, the socket is closing, or the server offers no such send):
+        the caller then sends it the waiting way, in order."""
+        return not self.closed and self._send_now is not None and self._send_now(frame)
 
     async def receive(self) -> dict[str, Any] | None:
         """The next message, or None once the client is gone."""

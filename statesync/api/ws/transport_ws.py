@@ -20,10 +20,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import orjson
 from graphql import ExecutionResult, GraphQLError
 
 from statesync.api.operations import Rejected
-from statesync.api.ws.session import Session, operation_id, result_payload
+from statesync.api.ws.live import result_payload
+from statesync.api.ws.session import Session, operation_id
 
 PROTOCOL = "graphql-transport-ws"
 
@@ -75,6 +77,9 @@ class TransportWS(Session):
 
     async def handle_complete(self, message: dict[str, Any]) -> None:
         self.stop(operation_id(message))
+
+    def live_prefix(self, op_id: str) -> bytes:
+        return b'{"id":' + orjson.dumps(op_id) + b',"type":"next","payload":'
 
     async def send_result(self, op_id: str, result: ExecutionResult) -> None:
         await self.socket.send({"id": op_id, "type": "next", "payload": result_payload(result)})
