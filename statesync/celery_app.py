@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from datetime import timedelta
+from typing import Any
 
 import redis
 from celery import Celery
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 DELIVER = "statesync.deliver"
 SWEEP = "statesync.sweep_expired"
 PRUNE = "statesync.prune"
+BROKER_SOCKET_TIMEOUT = 5.0
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -43,8 +45,8 @@ def create_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_default_queue=settings.queue,
         broker_connection_retry_on_startup=True,
-        # Redis redelivers unacknowledged tasks after this; the relay's lease acts sooner.
-        broker_transport_options={"visibility_timeout": int(settings.handler_timeout * 2) + 60},
+        broker_connection_max_retries=None,  # a broker outage is waited out, never fatal
+        broker_transport_options=_transport_options(settings),
         worker_hijack_root_logger=False,
         beat_schedule={
             "sweep-expired": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_interval)},
@@ -70,6 +72,18 @@ def create_celery(settings: Settings) -> Celery:
         return asdict(prune(_worker(settings).engine, timedelta(seconds=settings.retention)))
 
     return app
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    # Redis redelivers unacknowledged tasks after the visibility timeout; the relay's
+    # dispatch timeout and lease act sooner. Socket timeouts: a Redis that stops answering
+    # (rather than refusing) fails a send in seconds instead of hanging it.
+    options: dict[str, Any] = {
+        "visibility_timeout": int(max(settings.handler_timeout, settings.dispatch_timeout) * 2) + 60}
+    if (settings.broker_url or settings.redis_url or "").startswith(("redis://", "rediss://")):
+        options |= {"socket_timeout": BROKER_SOCKET_TIMEOUT,
+                    "socket_connect_timeout": BROKER_SOCKET_TIMEOUT}
+    return options
 
 
 _workers: dict[int, DeliveryWorker] = {}

@@ -39,10 +39,16 @@ class Settings(BaseSettings):
     )
     queue: str = Field(default="statesync", description="Celery queue the handlers' tasks use.")
     handler_timeout: float = Field(
-        default=300.0,
+        default=10.0,
         description="Seconds a running delivery's lease lasts; its worker renews it every third "
-                    "of that while the handler runs, and a delivery whose worker died is "
-                    "redelivered once it runs out.",
+                    "of that while the handler runs, and a delivery whose worker died (or "
+                    "stopped renewing) is sent again once it runs out.",
+    )
+    dispatch_timeout: float = Field(
+        default=10.0,
+        description="Seconds a delivery sent to the broker may wait for a worker to start it "
+                    "before the relay sends it again (the broker lost it, or a worker died "
+                    "holding it); a worker that starts it late finds it taken and skips it.",
     )
     relay_poll_interval: float = Field(
         default=1.0, description="Seconds between the relay's safety polls (NOTIFY wakes it sooner)."

@@ -11,7 +11,15 @@ poll for the lock and take over when the active one dies. Each loop:
    one per document) are sent to the broker, then marked ``dispatched`` in the
    same transaction that locked them (FOR UPDATE SKIP LOCKED), so two relays
    never send the same row at once, and a relay dying mid-send only causes a
-   resend, which the delivery row makes harmless.
+   resend, which the delivery row makes harmless. A dispatched delivery that no
+   worker has started within ``dispatch_timeout`` (the broker lost it, or the
+   worker that had prefetched it died) is sent again: a few seconds, where a
+   running handler keeps the lease its heartbeat renews.
+
+Nothing the relay depends on may kill it. A failed round (the broker is down,
+PostgreSQL restarted) is logged in one line and tried again with a growing,
+jittered delay; the role is kept through a broker outage, and given up only with
+the connection that holds its lock.
 
 LISTEN/NOTIFY wakes it (the sequencer notifies once per batch; workers after
 each attempt); it also polls, because a notification can be lost. Broker calls
@@ -29,8 +37,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import kombu.exceptions
+import redis
+import sqlalchemy.exc
 from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from statesync.celery_app import DELIVER
 from statesync.config import Settings, libpq_url
@@ -41,39 +53,62 @@ log = logging.getLogger(__name__)
 
 RELAY_LOCK_KEY = 0x5157_0E1A
 BATCH = 200
-RETRY_DELAY = 1.0
+RETRY_DELAY = 1.0  # a standby's poll for the role
+# After a failure: random delays growing from BACKOFF_START up to BACKOFF_MAX seconds, so
+# that a fleet of relays and workers does not reconnect in step.
+BACKOFF_START = 0.2
+BACKOFF_MAX = 3.0
+# What a server going away raises: one log line, not a traceback.
+OUTAGES: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.PostgresError, asyncpg.InterfaceError, sqlalchemy.exc.DBAPIError,
+    sqlalchemy.exc.TimeoutError, kombu.exceptions.OperationalError, redis.RedisError,
+)
 
 
 class Relay:
     def __init__(self, engine: AsyncEngine, database_url: str, celery: Celery, handlers: Handlers,
-                 *, poll_interval: float, handler_timeout: float) -> None:
+                 *, poll_interval: float, dispatch_timeout: float) -> None:
         self._engine = engine
         self._database_url = libpq_url(database_url)
         self._celery = celery
         self._handlers = handlers
         self._poll_interval = poll_interval
-        self._lease = timedelta(seconds=handler_timeout)
+        self._dispatch_timeout = timedelta(seconds=dispatch_timeout)
         self._wake = asyncio.Event()
         self.active = False
         self.sent = 0  # deliveries dispatched by this process, for /healthz and benchmarks
+        self.failures = 0  # rounds that failed and were tried again, for /healthz and tests
 
     async def run(self) -> None:
-        while True:
-            try:
-                lock = await asyncpg.connect(self._database_url)
-                try:
-                    await self._acquire(lock)
-                    await lock.add_listener(q.OUTBOX_CHANNEL, self._on_notify)
-                    self.active = True
-                    log.info("relay active")
-                    await self._relay_forever(lock)
-                finally:
-                    self.active = False
-                    with contextlib.suppress(Exception):
-                        await lock.close()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("relay lost PostgreSQL (%s); retrying", exc)
-                await asyncio.sleep(RETRY_DELAY)  # back off before reconnecting
+        """Relay until cancelled; never returns and never raises anything else."""
+        holding = AsyncRetrying(retry=retry_if_exception(_any_failure), before_sleep=self._failed,
+                                wait=wait_random_exponential(BACKOFF_START, BACKOFF_MAX))
+        while True:  # tenacity gives up never; the loop only restarts its statistics
+            await holding(self._hold_role)
+
+    async def _hold_role(self) -> None:
+        lock = await asyncpg.connect(self._database_url)
+        try:
+            await self._acquire(lock)
+            await lock.add_listener(q.OUTBOX_CHANNEL, self._on_notify)
+            self.active = True
+            log.info("relay active")
+            await self._relay_forever(lock)
+        finally:
+            self.active = False
+            with contextlib.suppress(Exception):
+                await lock.close()
+
+    def _failed(self, state: RetryCallState) -> None:
+        self.failures += 1
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        delay = state.upcoming_sleep
+        if isinstance(error, OUTAGES):
+            log.warning("relay round failed (%s: %s); again in %.1fs",
+                        type(error).__name__, error, delay)
+        else:  # not a server going away: a bug, worth its traceback
+            log.error("relay round failed; again in %.1fs", delay, exc_info=error)
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
@@ -86,13 +121,23 @@ class Relay:
             await asyncio.sleep(RETRY_DELAY)
 
     async def _relay_forever(self, lock: asyncpg.Connection) -> None:
+        # A round that fails while the lock's connection lives (the broker is down, a pool
+        # connection broke) is tried again holding the role; once that connection is gone,
+        # so is the role, and ``run`` starts over.
+        rounds = AsyncRetrying(
+            retry=retry_if_exception(lambda error: _any_failure(error) and not lock.is_closed()),
+            wait=wait_random_exponential(BACKOFF_START, BACKOFF_MAX), before_sleep=self._failed,
+            reraise=True)
         while True:
             self._wake.clear()
-            while await self.pump():
-                pass
+            await rounds(self._pump_until_idle)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             await lock.fetchval("SELECT 1")  # still holding the role? (raises when the link died)
+
+    async def _pump_until_idle(self) -> None:
+        while await self.pump():
+            pass
 
     async def pump(self) -> int:
         """One round of work; returns how much was done (0: nothing to do now)."""
@@ -120,13 +165,23 @@ class Relay:
                 "next_attempt_at": now, "created_at": now, "updated_at": now}
 
     async def _recover(self) -> int:
+        """Send again what lost its worker: a running delivery whose lease ran out, and a
+        dispatched one that no worker started in time, provided nothing waits in the
+        broker's queue (else it is likely still there, behind a backlog: sending it again
+        would only grow the queue)."""
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            stale = (await connection.execute(q.expired_leases(now, BATCH))).all()
-            for row in stale:
+            stale = (await connection.execute(q.expired_leases(now, BATCH, "running"))).all()
+            unstarted = (await connection.execute(
+                q.expired_leases(now, BATCH, "dispatched"))).all()
+            if unstarted and not await asyncio.to_thread(self._nothing_queued):
+                unstarted = []
+            for row in (*stale, *unstarted):
                 out_of_attempts = row.status == "running" and row.attempts >= row.max_attempts
                 status = "dead" if out_of_attempts else "retrying"
-                error = f"no word from the worker for {self._lease} (lost or killed)"
+                error = ("no worker started it within the dispatch timeout (lost by the broker "
+                         "or by a worker that died)" if row.status == "dispatched" else
+                         "its worker stopped renewing the lease (killed, lost or stuck)")
                 await connection.execute(q.set_delivery(
                     row.event_id, row.handler, updated_at=now, lease_expires_at=None,
                     status=status, next_attempt_at=now,
@@ -134,7 +189,21 @@ class Relay:
                 if row.status == "running":  # its attempt will never report: close it here
                     await connection.execute(q.abandon_attempt(row.event_id, row.handler, now,
                                                                status, error))
-        return len(stale)
+        return len(stale) + len(unstarted)
+
+    def _nothing_queued(self) -> bool:
+        """Whether the broker's queue is empty (a queue that does not exist is)."""
+        with self._celery.connection_for_write() as connection:
+            channel = connection.channel()
+            try:
+                declared = channel.queue_declare(queue=self._celery.conf.task_default_queue,
+                                                 passive=True)
+                return int(declared.message_count) == 0
+            except connection.channel_errors:
+                return True  # Redis deletes an empty list; AMQP: nobody declared it yet
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
 
     async def _dispatch(self) -> int:
         now = datetime.now(UTC)
@@ -144,7 +213,7 @@ class Relay:
                 return 0
             pairs = [(str(d.event_id), d.handler) for d in due]
             await asyncio.to_thread(self._send, pairs)
-            await connection.execute(q.mark_dispatched(pairs, now, now + self._lease))
+            await connection.execute(q.mark_dispatched(pairs, now, now + self._dispatch_timeout))
         self.sent += len(pairs)
         return len(pairs)
 
@@ -154,6 +223,10 @@ class Relay:
                 self._celery.send_task(DELIVER, args=[event_id, handler], producer=producer)
 
 
+def _any_failure(error: BaseException) -> bool:
+    return isinstance(error, Exception)  # not cancellation, not KeyboardInterrupt
+
+
 def build_relay(settings: Settings, engine: AsyncEngine) -> Relay:
     from statesync.celery_app import create_celery
     from statesync.loader import load_handlers
@@ -161,7 +234,7 @@ def build_relay(settings: Settings, engine: AsyncEngine) -> Relay:
     return Relay(engine, settings.database_url or "", create_celery(settings),
                  Handlers.of(load_handlers(settings.workers_path)),
                  poll_interval=settings.relay_poll_interval,
-                 handler_timeout=settings.handler_timeout)
+                 dispatch_timeout=settings.dispatch_timeout)
 
 
 async def run_relay(settings: Settings) -> None:

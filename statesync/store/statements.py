@@ -275,13 +275,12 @@ def mark_dispatched(pairs: Sequence[tuple[str, str]], now: datetime,
         status="dispatched", lease_expires_at=lease_until, updated_at=now)
 
 
-def expired_leases(now: datetime, limit: int) -> sa.Select[Any]:
-    """Dispatched or running deliveries whose worker went silent (killed, lost, stuck)."""
+def expired_leases(now: datetime, limit: int, status: str) -> sa.Select[Any]:
+    """Deliveries of ``status`` (dispatched or running) whose lease ran out."""
     return (
         sa.select(deliveries.c.event_id, deliveries.c.handler, deliveries.c.status,
                   deliveries.c.attempts, deliveries.c.max_attempts)
-        .where(deliveries.c.status.in_(("dispatched", "running")),
-               deliveries.c.lease_expires_at < now)
+        .where(deliveries.c.status == status, deliveries.c.lease_expires_at < now)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )

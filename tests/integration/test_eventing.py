@@ -246,7 +246,7 @@ async def test_a_worker_killed_mid_task_is_recovered_and_the_effect_applies_once
     assert len(history) >= 2
     assert history[0]["outcome"] != "succeeded"  # the killed attempt never claims success
     assert history[0]["finished_at"] is not None, "the killed attempt is closed by the recovery"
-    assert "lost or killed" in history[0]["error"]
+    assert "stopped renewing the lease" in history[0]["error"]
     assert [r["outcome"] for r in history].count("succeeded") == 1
     effect = await changes_of(db, "Product", "effect-k1")
     assert [(c["op"], c["caused_by"]) for c in effect] == [("CREATED", event_id)]

@@ -180,7 +180,7 @@ async def test_two_relays_pumping_at_once_send_each_delivery_once(
         settings: Settings, db: asyncpg.Connection) -> None:
     # No worker consumes settings.queue in this test: every sent task stays in the broker.
     relay_settings = settings.model_copy(update={"workers_path": HANDLERS / "sink.py",
-                                                 "handler_timeout": 120.0})
+                                                 "dispatch_timeout": 120.0})
     engines = [create_async_engine(asyncpg_url(settings.database_url or ""), pool_size=4)
                for _ in range(2)]
     broker = aioredis.Redis.from_url(settings.redis_url or "")
