@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
@@ -34,10 +35,9 @@ from statesync.feed.sequencer import Sequencer
 from statesync.loader import load_models
 from statesync.models import ModelSpec
 from statesync.runtime import Runtime
-from statesync.store.commits import Model
+from statesync.store.commits import model_table
 from statesync.store.engines import async_engine
 from statesync.supervision import Supervisor
-from statesync.validation import Validator
 from statesync.web import demo_fits, static_routes
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,9 @@ HUB_START_TIMEOUT = 15.0
 # hub's catch-ups and refills, with room for one reconnect overlapping the old one.
 FEED_POOL_SIZE = 3
 
-
-def model_table(specs: list[ModelSpec]) -> dict[str, Model]:
-    return {spec.name: Model(spec, Validator(spec.cls)) for spec in specs}
+# A task to run beside the API, supervised with its own (the relay, in `statesync dev`):
+# given the settings, it opens what it needs and yields the coroutine function to run.
+Companion = Callable[[Settings], AbstractAsyncContextManager[Callable[[], Awaitable[None]]]]
 
 
 def query_limits(settings: Settings) -> QueryLimits:
@@ -64,10 +64,12 @@ def query_limits(settings: Settings) -> QueryLimits:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, specs: list[ModelSpec], *, with_relay: bool = False,
+async def running(settings: Settings, specs: list[ModelSpec], *,
+                  companions: Mapping[str, Companion] | None = None,
                   supervisor: Supervisor | None = None) -> AsyncIterator[Runtime]:
-    """Engines, Redis, hub, sequencer and bus listener; the background tasks supervised
-    (restarted, never fatal) in one TaskGroup that ends with the app."""
+    """Engines, Redis, hub, sequencer and bus listener, and any ``companions``; the
+    background tasks supervised (restarted, never fatal) in one TaskGroup that ends with
+    the app."""
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL must be set "
                            "(or run `statesync dev`, which embeds both)")
@@ -82,18 +84,15 @@ async def running(settings: Settings, specs: list[ModelSpec], *, with_relay: boo
     runtime = Runtime(settings, engine, feed_engine, redis, channels, hub, sequencer,
                       model_table(specs),
                       snapshot_slots=asyncio.Semaphore(settings.max_concurrent_snapshots))
-    relay_engine = None
     try:
-        async with asyncio.TaskGroup() as group:
+        async with contextlib.AsyncExitStack() as companions_running, asyncio.TaskGroup() as group:
             supervisor.start(group, "sequencer", sequencer.run)
             supervisor.start(group, "feed-listener", lambda: listen(
                 redis, channels, hub, sequencer, runtime.delivery_changes,
                 settings.feed_poll_interval))
-            if with_relay:
-                from statesync.relay import build_relay
-
-                relay_engine = async_engine(settings.database_url, pool_size=2, max_overflow=0)
-                supervisor.start(group, "relay", build_relay(settings, relay_engine).run)
+            for name, companion in (companions or {}).items():
+                supervisor.start(group, name,
+                                 await companions_running.enter_async_context(companion(settings)))
             try:
                 async with asyncio.timeout(HUB_START_TIMEOUT):
                     await hub.ready.wait()
@@ -104,12 +103,11 @@ async def running(settings: Settings, specs: list[ModelSpec], *, with_relay: boo
         await redis.aclose()
         await engine.dispose()
         await feed_engine.dispose()
-        if relay_engine is not None:
-            await relay_engine.dispose()
 
 
 def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None = None, *,
-               with_relay: bool = False, seed_demo: bool = False) -> Starlette:
+               companions: Mapping[str, Companion] | None = None,
+               seed_demo: bool = False) -> Starlette:
     """The API. ``seed_demo``: once listening, commit the demo catalog through the Python
     client (`statesync dev` does, when the demo page is on and the schema fits it)."""
     settings = settings or Settings()
@@ -144,7 +142,7 @@ def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with running(settings, specs, with_relay=with_relay, supervisor=supervisor) as ready:
+        async with running(settings, specs, companions=companions, supervisor=supervisor) as ready:
             runtime_ref["runtime"] = app.state.runtime = ready
             seeding = (asyncio.create_task(seed_when_listening(settings), name="demo-seed")
                        if seed_demo and settings.demo and demo_fits(specs) else None)

@@ -46,7 +46,12 @@ def _serve(settings: Settings, *, with_relay: bool = False, seed_demo: bool = Fa
     if settings.workers > 1:
         _serve_workers(settings)
         return
-    app = create_app(settings, with_relay=with_relay, seed_demo=seed_demo)
+    if with_relay:
+        from statesync.eventing.entry import relay_beside
+
+        app = create_app(settings, companions={"relay": relay_beside}, seed_demo=seed_demo)
+    else:
+        app = create_app(settings, seed_demo=seed_demo)
     server = uvicorn.Server(serving.config(app, settings))
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
         server.run()
@@ -175,7 +180,7 @@ def _require_urls(settings: Settings, command: str) -> None:
 @app.command()
 def relay() -> None:
     """Production entry: the outbox relay (run two: one active, one hot standby)."""
-    from statesync.relay import run_relay
+    from statesync.eventing.entry import run_relay
 
     settings = Settings()
     _logging(settings.log_level)

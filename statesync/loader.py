@@ -1,4 +1,5 @@
-"""Loading the deployment's models from a folder or file, never from site-packages.
+"""Loading the deployment's code (models here, handlers in ``eventing.handlers``) from a
+folder or file, never from site-packages.
 
 ``schema`` is a common top-level name (PyPI has a ``schema`` package), so the
 files are imported under a private package name and cannot shadow anything.
@@ -11,7 +12,6 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from statesync.handlers import Handler, handler_of
 from statesync.models import ModelSpec, is_model
 
 PACKAGE = "statesync_deployment"
@@ -27,7 +27,8 @@ def _import(path: Path, name: str) -> ModuleType:
     return module
 
 
-def _modules(path: Path, kind: str, setting: str) -> list[ModuleType]:
+def import_folder(path: Path, kind: str, setting: str) -> list[ModuleType]:
+    """The ``.py`` files at ``path`` (a folder or one file), imported as ``kind`` modules."""
     path = path.resolve()
     if not path.exists():
         raise FileNotFoundError(f"{kind} path {path} does not exist ({setting})")
@@ -36,23 +37,10 @@ def _modules(path: Path, kind: str, setting: str) -> list[ModuleType]:
             if not file.name.startswith("_")]
 
 
-def load_handlers(path: Path) -> list[Handler]:
-    """Every ``@handler`` function in the ``.py`` files at ``path``; none if it does not exist."""
-    if not path.exists():
-        return []
-    found = []
-    for module in _modules(path, "workers", "STATESYNC_WORKERS_PATH"):
-        for obj in vars(module).values():
-            spec = handler_of(obj)
-            if spec is not None and getattr(obj, "__module__", None) == module.__name__:
-                found.append(spec)
-    return sorted(found, key=lambda h: h.name)
-
-
 def load_models(path: Path) -> list[ModelSpec]:
     """Every ``@model`` class defined in the ``.py`` files at ``path``, in name order."""
     found: dict[str, ModelSpec] = {}
-    for module in _modules(path, "schema", "STATESYNC_SCHEMA_PATH"):
+    for module in import_folder(path, "schema", "STATESYNC_SCHEMA_PATH"):
         for obj in vars(module).values():
             if is_model(obj) and obj.__module__ == module.__name__:
                 spec = ModelSpec.of(obj)

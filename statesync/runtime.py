@@ -18,6 +18,7 @@ from statesync import documents as docs
 from statesync.access import ModelAccess
 from statesync.config import Settings
 from statesync.errors import ServiceUnavailable
+from statesync.eventing.statements import notify_relay, redeliver
 from statesync.feed.bus import wake_sequencer
 from statesync.feed.channels import Channels
 from statesync.feed.delivery_changes import DeliveryChanges
@@ -33,7 +34,6 @@ from statesync.store.commits import (
     run_async,
     run_asyncpg,
 )
-from statesync.store.statements import notify_relay, redeliver
 
 
 @dataclass(frozen=True, slots=True)

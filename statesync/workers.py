@@ -1,5 +1,5 @@
 """The public API for handler modules: ``from statesync.workers import handler``."""
 
-from statesync.handlers import Event, Tx, handler
+from statesync.eventing.handlers import Event, Tx, handler
 
 __all__ = ["Event", "Tx", "handler"]

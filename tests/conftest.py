@@ -125,7 +125,9 @@ class RunningServer:
 @contextlib.asynccontextmanager
 async def serve(settings: Settings, specs: list[ModelSpec], *, with_relay: bool = False,
                 port: int = 0) -> AsyncIterator[RunningServer]:
-    app = create_app(settings, specs, with_relay=with_relay)
+    from statesync.eventing.entry import relay_beside
+
+    app = create_app(settings, specs, companions={"relay": relay_beside} if with_relay else None)
     config = serving.config(app, settings, host="127.0.0.1", port=port, lifespan="on")
     config.log_level = "warning"
     server = uvicorn.Server(config)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
@@ -14,28 +13,23 @@ import strawberry
 from strawberry.scalars import JSON
 
 from statesync.api.context import Context
+from statesync.change import document_from_json
 from statesync.errors import BadInput, Forbidden, NotFound
-from statesync.feed.change import document_from_json
-from statesync.store import reads
+from statesync.eventing import reads
+from statesync.eventing.lifecycle import FINISHED, Status
 
 MAX_EVENTS_PAGE = 500
 
 
-@strawberry.enum(description="Where an event stands with one handler.")
-class DeliveryStatus(enum.Enum):
-    PENDING = "pending"
-    DISPATCHED = "dispatched"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    RETRYING = "retrying"
-    DEAD = "dead"
+# The lifecycle's statuses are the GraphQL enum (strawberry marks the class it registers).
+strawberry.enum(Status, name="DeliveryStatus", description="Where an event stands with one handler.")
 
 
 @strawberry.type(description="One event x handler: attempts, status, last error.")
 class Delivery:
     event_id: strawberry.ID
     handler: str
-    status: DeliveryStatus
+    status: Status
     attempts: int
     max_attempts: int
     last_error: str | None
@@ -61,8 +55,7 @@ class Event:
 
     @strawberry.field(description="True once every matching handler succeeded or gave up.")
     def settled(self) -> bool:
-        finished = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
-        return self.relayed and all(d.status in finished for d in self.deliveries)
+        return self.relayed and all(d.status in FINISHED for d in self.deliveries)
 
 
 @strawberry.type
@@ -73,7 +66,7 @@ class EmitResult:
 
 def _delivery(row: Any, *, admin: bool) -> Delivery:
     return Delivery(event_id=strawberry.ID(str(row.event_id)), handler=row.handler,
-                    status=DeliveryStatus(row.status), attempts=row.attempts,
+                    status=Status(row.status), attempts=row.attempts,
                     max_attempts=row.max_attempts, last_error=row.last_error if admin else None,
                     next_attempt_at=row.next_attempt_at, updated_at=row.updated_at,
                     finished_at=row.finished_at)
@@ -153,7 +146,7 @@ class EventQueries:
     @strawberry.field(description="Events, newest first, filtered by type, document id (key) "
                                   "or the status of any of their deliveries.")
     async def events(self, info: strawberry.Info, type: str | None = None,
-                     key: strawberry.ID | None = None, status: DeliveryStatus | None = None,
+                     key: strawberry.ID | None = None, status: Status | None = None,
                      first: int = 50, before_seq: int | None = None) -> list[Event]:
         if not 0 <= first <= MAX_EVENTS_PAGE:
             raise BadInput(f"first must be between 0 and {MAX_EVENTS_PAGE}", field="first")
@@ -166,7 +159,7 @@ class EventQueries:
         return await _events(ctx, rows)
 
     @strawberry.field(description="Deliveries, most recently changed first.")
-    async def deliveries(self, info: strawberry.Info, status: DeliveryStatus | None = None,
+    async def deliveries(self, info: strawberry.Info, status: Status | None = None,
                          handler: str | None = None, first: int = 50) -> list[Delivery]:
         if not 0 <= first <= MAX_EVENTS_PAGE:
             raise BadInput(f"first must be between 0 and {MAX_EVENTS_PAGE}", field="first")

@@ -20,8 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from statesync.access import ModelAccess
 from statesync.api.context import Context
+from statesync.change import Change
 from statesync.errors import BadInput, Forbidden, InvalidCursor
-from statesync.feed.change import Change
 from statesync.feed.subscriber import Delivery, Overflowed, Sink, Subscriber, classify_by
 from statesync.filters import AllOf, FieldKind, Filter, Matcher, matcher
 from statesync.store import reads

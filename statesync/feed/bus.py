@@ -9,7 +9,7 @@ import logging
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 
-from statesync.feed.change import decode_batch
+from statesync.change import decode_batch
 from statesync.feed.channels import Channels
 from statesync.feed.delivery_changes import DeliveryChanges
 from statesync.feed.hub import Hub

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from statesync.feed.change import Change
+from statesync.change import Change
 from statesync.feed.subscriber import Subscriber
 from statesync.filters import FieldKind, Filter
 from statesync.store import statements as q

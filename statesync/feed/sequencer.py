@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from statesync.feed.change import Change, encode_batch
+from statesync.change import Change, encode_batch
 from statesync.feed.channels import Channels
 from statesync.store import statements as q
 

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from statesync.feed.change import Change
+from statesync.change import Change
 from statesync.filters import FieldKind, Filter, Matcher, matcher
 
 log = logging.getLogger(__name__)

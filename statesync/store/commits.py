@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from statesync import documents as docs
 from statesync import values
 from statesync.access import ModelAccess
+from statesync.change import document_from_json
 from statesync.errors import BadInput, Conflict, Forbidden, MutationIdReused
-from statesync.feed.change import document_from_json
 from statesync.models import ModelSpec
 from statesync.store import statements as q
 from statesync.store.sql import Query
@@ -59,6 +59,11 @@ class Model:
 
     spec: ModelSpec
     validator: Validator
+
+
+def model_table(specs: list[ModelSpec]) -> dict[str, Model]:
+    """The write path's view of the deployment's models, by name."""
+    return {spec.name: Model(spec, Validator(spec.cls)) for spec in specs}
 
 
 def _stored(row: Any) -> docs.Stored | None:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from statesync.access import ModelAccess
-from statesync.feed.change import Change
+from statesync.change import Change
 from statesync.filters import FieldKind, Filter, OrderKey
 from statesync.sql_filters import after_clause, filter_clause, order_by_clauses
 from statesync.store import statements as q
@@ -97,23 +97,3 @@ async def sequenced(connection: AsyncConnection, seqs: set[int]) -> list[tuple[i
 
 
 # ---- events: the admin's, except a change event of a document the reader can see ---------
-
-
-async def event(connection: AsyncConnection, event_id: str) -> Any | None:
-    return (await connection.execute(q.read_event(event_id))).first()
-
-
-async def events(connection: AsyncConnection, *, event_type: str | None, key: str | None,
-                 status: str | None, before_seq: int | None, limit: int) -> list[Any]:
-    return list((await connection.execute(q.list_events(
-        event_type=event_type, key=key, status=status, after_seq=before_seq, limit=limit))).all())
-
-
-async def deliveries_of(connection: AsyncConnection, event_ids: Sequence[str]) -> list[Any]:
-    return list((await connection.execute(q.deliveries_of(event_ids))).all()) if event_ids else []
-
-
-async def deliveries(connection: AsyncConnection, *, status: str | None, handler: str | None,
-                     limit: int) -> list[Any]:
-    return list((await connection.execute(q.list_deliveries(
-        status=status, handler=handler, limit=limit))).all())

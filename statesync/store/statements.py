@@ -11,19 +11,16 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
 
+from statesync.change import ChangeEventPayload
 from statesync.documents import flat_document
 from statesync.store.engines import json_dumps
 from statesync.store.sql import Query, Sql
 from statesync.store.tables import (
-    attempts,
     changes,
-    deliveries,
     documents,
     feed_head,
     mutations,
-    outbox,
 )
 
 DOCUMENT_COLUMNS = (documents.c.id, documents.c.version, documents.c.data, documents.c.created_at,
@@ -120,8 +117,8 @@ def write_change(*, model: str, doc_id: str, creating: bool, row: dict[str, Any]
         deleted=deleted, op=op, document=_json(document), previous=_json(previous),
         changed_fields=changed_fields, mutation_id=mutation_id, committed_at=committed_at,
         caused_by=caused_by, event_id=event_id, event_type=event_type,
-        payload=json_dumps({"document": document, "previous": previous,
-                            "changedFields": changed_fields, "mutationId": mutation_id}),
+        payload=json_dumps(ChangeEventPayload(document, previous, tuple(changed_fields),
+                                              mutation_id).to_json()),
         result=_json(result))
 
 
@@ -217,183 +214,7 @@ def changes_between(after: int, upto: int | None, *, model: str | None = None,
     return stmt.order_by(changes.c.cursor).limit(limit)
 
 
-# ---- eventing: outbox -> deliveries -> handlers ----------------------------------------------
-
-FINISHED = ("succeeded", "dead")
-
-
-def notify_relay() -> sa.Executable:
-    return sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, ""))
-
-
-def unrelayed_events(limit: int) -> sa.Select[Any]:
-    return (
-        sa.select(outbox.c.id, outbox.c.type, outbox.c.seq, outbox.c.model, outbox.c.key)
-        .where(outbox.c.dispatched_at.is_(None))
-        .order_by(outbox.c.seq)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-
-
-def insert_deliveries(rows: Sequence[dict[str, Any]]) -> sa.Executable:
-    return pg.insert(deliveries).values(list(rows)).on_conflict_do_nothing()
-
-
-def mark_relayed(event_ids: Sequence[str], now: datetime) -> sa.Executable:
-    return sa.update(outbox).where(outbox.c.id.in_(list(event_ids))).values(dispatched_at=now)
-
-
-def due_deliveries(now: datetime, limit: int) -> sa.Select[Any]:
-    """Deliveries ready to send; for an ordered handler only the oldest unfinished one per key."""
-    earlier = deliveries.alias("earlier")
-    blocked = sa.exists().where(
-        earlier.c.ordering_key == deliveries.c.ordering_key,
-        earlier.c.event_seq < deliveries.c.event_seq,
-        earlier.c.status.not_in(FINISHED),
-    )
-    return (
-        sa.select(deliveries.c.event_id, deliveries.c.handler, deliveries.c.attempts)
-        .where(
-            deliveries.c.status.in_(("pending", "retrying")),
-            deliveries.c.next_attempt_at <= now,
-            sa.or_(deliveries.c.ordering_key.is_(None), ~blocked),
-        )
-        .order_by(deliveries.c.next_attempt_at, deliveries.c.event_seq)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=deliveries)
-    )
-
-
-def _keyed(pairs: Sequence[tuple[str, str]]) -> sa.ColumnElement[bool]:
-    return sa.tuple_(deliveries.c.event_id, deliveries.c.handler).in_(list(pairs))
-
-
-def mark_dispatched(pairs: Sequence[tuple[str, str]], now: datetime,
-                    lease_until: datetime) -> sa.Executable:
-    return sa.update(deliveries).where(_keyed(pairs)).values(
-        status="dispatched", lease_expires_at=lease_until, updated_at=now)
-
-
-def expired_leases(now: datetime, limit: int, status: str) -> sa.Select[Any]:
-    """Deliveries of ``status`` (dispatched or running) whose lease ran out."""
-    return (
-        sa.select(deliveries.c.event_id, deliveries.c.handler, deliveries.c.status,
-                  deliveries.c.attempts, deliveries.c.max_attempts)
-        .where(deliveries.c.status == status, deliveries.c.lease_expires_at < now)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-
-
-def lock_delivery(event_id: str, handler: str) -> sa.Select[Any]:
-    return sa.select(deliveries).where(
-        deliveries.c.event_id == event_id, deliveries.c.handler == handler).with_for_update()
-
-
-def set_delivery(event_id: str, handler: str, **values: Any) -> sa.Executable:
-    return sa.update(deliveries).where(
-        deliveries.c.event_id == event_id, deliveries.c.handler == handler).values(**values)
-
-
-def renew_lease(event_id: str, handler: str, attempt: int, until: datetime) -> sa.Executable:
-    """Extend a running attempt's lease; does nothing once another attempt owns the delivery."""
-    return sa.update(deliveries).where(
-        deliveries.c.event_id == event_id, deliveries.c.handler == handler,
-        deliveries.c.status == "running", deliveries.c.attempts == attempt,
-    ).values(lease_expires_at=until)
-
-
-def read_event(event_id: str) -> sa.Select[Any]:
-    return sa.select(outbox).where(outbox.c.id == event_id)
-
-
-def expired_documents(now: datetime, limit: int) -> sa.Select[Any]:
-    return (
-        sa.select(documents.c.model, documents.c.id)
-        .where(documents.c.deleted.is_(False), documents.c.expires_at <= now)
-        .order_by(documents.c.expires_at)
-        .limit(limit)
-    )
-
-
-def start_attempt(event_id: str, handler: str, now: datetime) -> sa.Executable:
-    """A new history row, numbered after every earlier one of the delivery; returns its number.
-
-    Not the delivery's ``attempts``: a redelivery restarts that count, and the history must
-    keep the earlier round's rows (callers hold the delivery's row lock, so numbers are unique).
-    """
-    number = (
-        sa.select(sa.func.coalesce(sa.func.max(attempts.c.attempt), 0) + 1)
-        .where(attempts.c.event_id == event_id, attempts.c.handler == handler)
-        .scalar_subquery()
-    )
-    return (
-        pg.insert(attempts)
-        .values(event_id=event_id, handler=handler, attempt=number, started_at=now)
-        .returning(attempts.c.attempt)
-    )
-
-
-def finish_attempt(event_id: str, handler: str, attempt: int, now: datetime, outcome: str,
-                   error: str | None = None) -> sa.Executable:
-    return sa.update(attempts).where(
-        attempts.c.event_id == event_id, attempts.c.handler == handler,
-        attempts.c.attempt == attempt,
-    ).values(finished_at=now, outcome=outcome, error=error)
-
-
-def abandon_attempt(event_id: str, handler: str, now: datetime, outcome: str,
-                    error: str) -> sa.Executable:
-    """Close the open history row of a delivery whose worker went silent (killed or lost)."""
-    return sa.update(attempts).where(
-        attempts.c.event_id == event_id, attempts.c.handler == handler,
-        attempts.c.finished_at.is_(None),
-    ).values(finished_at=now, outcome=outcome, error=error)
-
-
-def redeliver(event_id: str, handler: str | None, now: datetime) -> sa.Executable:
-    """Dead (or finished) deliveries start over: attempts reset, due now."""
-    stmt = sa.update(deliveries).where(deliveries.c.event_id == event_id,
-                                       deliveries.c.status.in_(FINISHED))
-    if handler is not None:
-        stmt = stmt.where(deliveries.c.handler == handler)
-    return stmt.values(status="pending", attempts=0, next_attempt_at=now, updated_at=now,
-                       finished_at=None, lease_expires_at=None).returning(deliveries.c.handler)
-
-
-def list_events(*, event_type: str | None, key: str | None, status: str | None,
-                after_seq: int | None, limit: int) -> sa.Select[Any]:
-    stmt = sa.select(outbox).order_by(outbox.c.seq.desc()).limit(limit)
-    if event_type is not None:
-        stmt = stmt.where(outbox.c.type == event_type)
-    if key is not None:
-        stmt = stmt.where(outbox.c.key == key)
-    if after_seq is not None:
-        stmt = stmt.where(outbox.c.seq < after_seq)
-    if status is not None:
-        stmt = stmt.where(sa.exists().where(deliveries.c.event_id == outbox.c.id,
-                                            deliveries.c.status == status))
-    return stmt
-
-
-def deliveries_of(event_ids: Sequence[str]) -> sa.Select[Any]:
-    return (sa.select(deliveries).where(deliveries.c.event_id.in_(list(event_ids)))
-            .order_by(deliveries.c.handler))
-
-
-def list_deliveries(*, status: str | None, handler: str | None, limit: int) -> sa.Select[Any]:
-    stmt = (sa.select(deliveries, outbox.c.type, outbox.c.key)
-            .join(outbox, outbox.c.id == deliveries.c.event_id)
-            .order_by(deliveries.c.updated_at.desc()).limit(limit))
-    if status is not None:
-        stmt = stmt.where(deliveries.c.status == status)
-    if handler is not None:
-        stmt = stmt.where(deliveries.c.handler == handler)
-    return stmt
-
-
-# ---- retention: what `statesync.retention.prune` deletes, a batch at a time -----------------
+# ---- retention: what `statesync.eventing.retention.prune` deletes from the core tables -----
 
 def prune_changes(before: datetime, limit: int) -> sa.Executable:
     """Sequenced changelog rows committed before ``before`` (oldest first, along the key)."""
@@ -412,25 +233,6 @@ def prune_mutations(before: datetime, limit: int) -> sa.Executable:
     old = (sa.select(mutations.c.mutation_id).where(mutations.c.created_at < before)
            .limit(limit))
     return sa.delete(mutations).where(mutations.c.mutation_id.in_(old.scalar_subquery()))
-
-
-def settled_events(before: datetime, limit: int) -> sa.Select[Any]:
-    """Relayed events older than ``before`` whose every delivery succeeded (or that had none).
-    Dead letters stay: someone may still redeliver them."""
-    unfinished = sa.select(deliveries.c.event_id).where(
-        deliveries.c.event_id == outbox.c.id, deliveries.c.status != "succeeded")
-    return (sa.select(outbox.c.id)
-            .where(outbox.c.dispatched_at.is_not(None), outbox.c.created_at < before,
-                   ~sa.exists(unfinished))
-            .order_by(outbox.c.seq).limit(limit))
-
-
-def prune_events(event_ids: Sequence[str]) -> list[sa.Executable]:
-    """History, deliveries, then the events themselves (foreign keys point that way)."""
-    ids = list(event_ids)
-    return [sa.delete(attempts).where(attempts.c.event_id.in_(ids)),
-            sa.delete(deliveries).where(deliveries.c.event_id.in_(ids)),
-            sa.delete(outbox).where(outbox.c.id.in_(ids))]
 
 
 def prune_tombstones(before: datetime, limit: int) -> sa.Executable:

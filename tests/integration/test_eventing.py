@@ -312,7 +312,7 @@ def test_retry_delays_double_within_their_jitter(attempt: int, expected: tuple[f
     """The ranges the backoff test relies on (pure; no services)."""
     import random
 
-    from statesync.handlers import Handler
+    from statesync.eventing.handlers import Handler
 
     spec = Handler(name="h", fn=lambda e, t: None, patterns=("A.b",), backoff_base=1.0)
     rng = random.Random(7)

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from statesync import documents as docs
+from statesync.change import Change
 from statesync.config import Settings, asyncpg_url
-from statesync.feed.change import Change
 from statesync.models import ModelSpec
 from statesync.store.commits import commit_steps, run_async
 from tests.conftest import RunningServer, serve

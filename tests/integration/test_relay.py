@@ -19,10 +19,11 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from statesync.celery_app import DELIVER
 from statesync.config import Settings, asyncpg_url, environment
+from statesync.eventing.entry import build_relay
+from statesync.eventing.relay import RELAY_LOCK_KEY, Relay
+from statesync.eventing.tasks import DELIVER
 from statesync.models import ModelSpec
-from statesync.relay import RELAY_LOCK_KEY, Relay, build_relay
 from statesync.store.commits import emit_steps, run_async
 from tests.conftest import ROOT, CeleryWorker, serve
 from tests.support import GraphQLClient, ProcessUnderTest, eventually
@@ -204,7 +205,7 @@ async def test_two_relays_pumping_at_once_send_each_delivery_once(
     finally:
         await broker.aclose()
         for relay in relays:
-            relay._celery.close()
+            relay.broker.close()  # type: ignore[attr-defined]
         for engine in engines:
             await engine.dispose()
 

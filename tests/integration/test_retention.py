@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from statesync.celery_app import PRUNE, create_celery
 from statesync.config import Settings, psycopg_url
+from statesync.eventing.celery_app import create_celery
+from statesync.eventing.retention import Pruned, prune
+from statesync.eventing.tasks import PRUNE
 from statesync.models import ModelSpec
-from statesync.retention import Pruned, prune
 from tests.conftest import CeleryWorker, RunningServer, serve
 from tests.support import GraphQLClient, Subscriptions, eventually, row_counts
 

@@ -12,11 +12,12 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
-from statesync.app import model_table
-from statesync.celery_app import SWEEP, create_celery
 from statesync.config import Settings, psycopg_url
+from statesync.eventing.celery_app import create_celery
+from statesync.eventing.sweep import sweep_expired
+from statesync.eventing.tasks import SWEEP
 from statesync.models import ModelSpec
-from statesync.sweeper import sweep_expired
+from statesync.store.commits import model_table
 from tests.conftest import ROOT, CeleryWorker, serve
 from tests.support import GraphQLClient, Subscriptions, eventually
 

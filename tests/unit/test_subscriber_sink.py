@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from statesync.feed.change import Change
+from statesync.change import Change
 from statesync.feed.subscriber import Delivery, Overflowed, Subscriber
 
 WAIT = 5.0

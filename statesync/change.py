@@ -73,6 +73,28 @@ class Change:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeEventPayload:
+    """The ``payload`` of a change's outbox event (what a handler's ``Event`` is read from),
+    named here once for the statement that writes it and the worker that reads it."""
+
+    document: dict[str, Any] | None
+    previous: dict[str, Any] | None
+    changed_fields: tuple[str, ...]
+    mutation_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"document": self.document, "previous": self.previous,
+                "changedFields": list(self.changed_fields), "mutationId": self.mutation_id}
+
+    @classmethod
+    def read(cls, payload: Mapping[str, Any]) -> ChangeEventPayload:
+        return cls(document=document_from_json(payload.get("document")),
+                   previous=document_from_json(payload.get("previous")),
+                   changed_fields=tuple(payload.get("changedFields", ())),
+                   mutation_id=payload.get("mutationId"))
+
+
 def encode_batch(changes: Sequence[Change]) -> bytes:
     return orjson.dumps([c.to_wire() for c in changes])
 

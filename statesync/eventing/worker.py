@@ -26,8 +26,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from statesync import documents as docs
-from statesync.feed.change import document_from_json
-from statesync.handlers import Event, Handler, Handlers
+from statesync.change import ChangeEventPayload
+from statesync.eventing import statements as ev
+from statesync.eventing.handlers import Event, Handler, Handlers
+from statesync.eventing.lifecycle import Status, after_failure, may_start
 from statesync.store import statements as q
 from statesync.store.commits import Model, commit_steps, emit_steps, run_sync
 
@@ -65,13 +67,13 @@ class StagedTx:
 
 def event_from_row(row: Any, attempt: int) -> Event:
     payload = dict(row.payload)
-    is_change = row.model is not None
+    change = ChangeEventPayload.read(payload) if row.model is not None else None
     return Event(
         id=str(row.id), type=row.type, model=row.model, document_id=row.key or row.doc_id,
         version=row.version,
-        document=document_from_json(payload.get("document")) if is_change else None,
-        previous=document_from_json(payload.get("previous")) if is_change else None,
-        changed_fields=tuple(payload.get("changedFields", ())) if is_change else (),
+        document=change.document if change else None,
+        previous=change.previous if change else None,
+        changed_fields=change.changed_fields if change else (),
         payload=payload, created_at=row.created_at, attempt=attempt,
     )
 
@@ -136,7 +138,7 @@ class DeliveryWorker:
             while not stop.wait(every):
                 try:
                     with self.engine.begin() as connection:
-                        connection.execute(q.renew_lease(
+                        connection.execute(ev.renew_lease(
                             event_id, handler_name, attempt,
                             datetime.now(UTC) + timedelta(seconds=self.handler_timeout)))
                 except Exception:
@@ -154,25 +156,24 @@ class DeliveryWorker:
     def _claim(self, event_id: str, handler_name: str) -> tuple[Event, _Run] | None:
         now = datetime.now(UTC)
         with self.engine.begin() as connection:
-            delivery = connection.execute(q.lock_delivery(event_id, handler_name)).first()
+            delivery = connection.execute(ev.lock_delivery(event_id, handler_name)).first()
             if delivery is None:
                 return None
-            stale_run = delivery.status == "running" and (
-                delivery.lease_expires_at is None or delivery.lease_expires_at < now)
-            if delivery.status != "dispatched" and not stale_run:
+            if not may_start(delivery.status, delivery.lease_expires_at, now):
                 return None  # finished, owned by another attempt, or not due: a duplicate task
             attempt = delivery.attempts + 1
-            connection.execute(q.set_delivery(
-                event_id, handler_name, status="running", attempts=attempt, updated_at=now,
+            connection.execute(ev.set_delivery(
+                event_id, handler_name, status=Status.RUNNING, attempts=attempt, updated_at=now,
                 lease_expires_at=now + timedelta(seconds=self.handler_timeout)))
-            record = connection.execute(q.start_attempt(event_id, handler_name, now)).scalar_one()
-            row = connection.execute(q.read_event(event_id)).one()
+            record = connection.execute(ev.start_attempt(event_id, handler_name, now)).scalar_one()
+            row = connection.execute(ev.read_event(event_id)).one()
         return event_from_row(row, attempt), _Run(attempt, record)
 
     def _owned(self, connection: sa.Connection, event_id: str, handler_name: str,
                attempt: int) -> bool:
-        delivery = connection.execute(q.lock_delivery(event_id, handler_name)).first()
-        return delivery is not None and delivery.status == "running" and delivery.attempts == attempt
+        delivery = connection.execute(ev.lock_delivery(event_id, handler_name)).first()
+        return (delivery is not None and delivery.status == Status.RUNNING
+                and delivery.attempts == attempt)
 
     def _succeed(self, event_id: str, handler_name: str, run: _Run, tx: StagedTx) -> str:
         with self.engine.begin() as connection:
@@ -187,12 +188,12 @@ class DeliveryWorker:
                                                 max_id_length=self.max_id_length,
                                                 models=self.models))
             now = datetime.now(UTC)
-            connection.execute(q.set_delivery(
-                event_id, handler_name, status="succeeded", updated_at=now, finished_at=now,
+            connection.execute(ev.set_delivery(
+                event_id, handler_name, status=Status.SUCCEEDED, updated_at=now, finished_at=now,
                 lease_expires_at=None, last_error=None))
-            connection.execute(q.finish_attempt(event_id, handler_name, run.record, now,
-                                                "succeeded"))
-            connection.execute(q.notify_relay())  # an ordered successor may be due now
+            connection.execute(ev.finish_attempt(event_id, handler_name, run.record, now,
+                                                Status.SUCCEEDED))
+            connection.execute(ev.notify_relay())  # an ordered successor may be due now
         if tx.writes:
             self.after_commit()
         return "succeeded"
@@ -204,17 +205,17 @@ class DeliveryWorker:
         log.warning("handler %s failed on event %s (attempt %d): %s", handler_name, event_id,
                     attempt, error)
         now = datetime.now(UTC)
-        dead = attempt >= handler.max_attempts
-        status = "dead" if dead else "retrying"
+        status = after_failure(attempt, handler.max_attempts)
+        dead = status is Status.DEAD
         with self.engine.begin() as connection:
             if not self._owned(connection, event_id, handler_name, attempt):
                 return "superseded"
-            connection.execute(q.set_delivery(
+            connection.execute(ev.set_delivery(
                 event_id, handler_name, status=status, last_error=error, updated_at=now,
                 lease_expires_at=None, finished_at=now if dead else None,
                 next_attempt_at=now + handler.retry_delay(attempt)))
-            connection.execute(q.finish_attempt(event_id, handler_name, run.record, now, status,
+            connection.execute(ev.finish_attempt(event_id, handler_name, run.record, now, status,
                                                 error))
-            connection.execute(q.notify_relay())
+            connection.execute(ev.notify_relay())
         return status
 

@@ -21,7 +21,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
+
+from statesync.loader import import_folder
 
 _MARK = "__statesync_handler__"
 _PATTERN = re.compile(r"^[A-Za-z0-9_*]+\.[A-Za-z0-9_*]+$")
@@ -133,3 +136,16 @@ class Handlers:
 
     def __len__(self) -> int:
         return len(self.by_name)
+
+
+def load_handlers(path: Path) -> list[Handler]:
+    """Every ``@handler`` function in the ``.py`` files at ``path``; none if it does not exist."""
+    if not path.exists():
+        return []
+    found = []
+    for module in import_folder(path, "workers", "STATESYNC_WORKERS_PATH"):
+        for obj in vars(module).values():
+            spec = handler_of(obj)
+            if spec is not None and getattr(obj, "__module__", None) == module.__name__:
+                found.append(spec)
+    return sorted(found, key=lambda h: h.name)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from statesync.eventing import statements as ev
 from statesync.store import statements as q
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,8 @@ def prune(engine: sa.Engine, retention: timedelta, now: datetime | None = None,
         return lambda connection: connection.execute(statement).rowcount
 
     def events(connection: sa.Connection) -> int:
-        ids = [str(i) for i in connection.execute(q.settled_events(before, batch)).scalars()]
-        for statement in q.prune_events(ids):
+        ids = [str(i) for i in connection.execute(ev.settled_events(before, batch)).scalars()]
+        for statement in ev.prune_events(ids):
             connection.execute(statement)
         return len(ids)
 

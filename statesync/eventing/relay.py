@@ -31,8 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,13 +38,14 @@ import asyncpg
 import kombu.exceptions
 import redis
 import sqlalchemy.exc
-from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
-from statesync.celery_app import DELIVER
-from statesync.config import Settings, libpq_url
-from statesync.handlers import Handlers
+from statesync.config import libpq_url
+from statesync.eventing import statements as ev
+from statesync.eventing.broker import Broker
+from statesync.eventing.handlers import Handlers
+from statesync.eventing.lifecycle import Status, after_lost_lease, lost_lease_error
 from statesync.store import statements as q
 
 log = logging.getLogger(__name__)
@@ -66,11 +65,11 @@ OUTAGES: tuple[type[BaseException], ...] = (
 
 
 class Relay:
-    def __init__(self, engine: AsyncEngine, database_url: str, celery: Celery, handlers: Handlers,
+    def __init__(self, engine: AsyncEngine, database_url: str, broker: Broker, handlers: Handlers,
                  *, poll_interval: float, dispatch_timeout: float) -> None:
         self._engine = engine
         self._database_url = libpq_url(database_url)
-        self._celery = celery
+        self.broker = broker
         self._handlers = handlers
         self._poll_interval = poll_interval
         self._dispatch_timeout = timedelta(seconds=dispatch_timeout)
@@ -146,21 +145,21 @@ class Relay:
     async def _fan_out(self) -> int:
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            events = (await connection.execute(q.unrelayed_events(BATCH))).all()
+            events = (await connection.execute(ev.unrelayed_events(BATCH))).all()
             if not events:
                 return 0
             rows = [self._delivery(e, h.name, h.max_attempts, h.ordered, now)
                     for e in events for h in self._handlers.matching(e.type)]
             if rows:
-                await connection.execute(q.insert_deliveries(rows))
-            await connection.execute(q.mark_relayed([e.id for e in events], now))
+                await connection.execute(ev.insert_deliveries(rows))
+            await connection.execute(ev.mark_relayed([e.id for e in events], now))
         return len(events)
 
     @staticmethod
     def _delivery(event: Any, handler: str, max_attempts: int, ordered: bool,
                   now: datetime) -> dict[str, Any]:
         key = f"{handler}|{event.model or ''}|{event.key or ''}" if ordered else None
-        return {"event_id": event.id, "handler": handler, "status": "pending", "attempts": 0,
+        return {"event_id": event.id, "handler": handler, "status": Status.PENDING, "attempts": 0,
                 "max_attempts": max_attempts, "ordering_key": key, "event_seq": event.seq,
                 "next_attempt_at": now, "created_at": now, "updated_at": now}
 
@@ -171,88 +170,36 @@ class Relay:
         would only grow the queue)."""
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            stale = (await connection.execute(q.expired_leases(now, BATCH, "running"))).all()
+            stale = (await connection.execute(
+                ev.expired_leases(now, BATCH, Status.RUNNING))).all()
             unstarted = (await connection.execute(
-                q.expired_leases(now, BATCH, "dispatched"))).all()
-            if unstarted and not await asyncio.to_thread(self._nothing_queued):
+                ev.expired_leases(now, BATCH, Status.DISPATCHED))).all()
+            if unstarted and not await asyncio.to_thread(self.broker.nothing_queued):
                 unstarted = []
             for row in (*stale, *unstarted):
-                out_of_attempts = row.status == "running" and row.attempts >= row.max_attempts
-                status = "dead" if out_of_attempts else "retrying"
-                error = ("no worker started it within the dispatch timeout (lost by the broker "
-                         "or by a worker that died)" if row.status == "dispatched" else
-                         "its worker stopped renewing the lease (killed, lost or stuck)")
-                await connection.execute(q.set_delivery(
+                status = after_lost_lease(row.status, row.attempts, row.max_attempts)
+                error = lost_lease_error(row.status)
+                await connection.execute(ev.set_delivery(
                     row.event_id, row.handler, updated_at=now, lease_expires_at=None,
                     status=status, next_attempt_at=now,
-                    finished_at=now if out_of_attempts else None, last_error=error))
-                if row.status == "running":  # its attempt will never report: close it here
-                    await connection.execute(q.abandon_attempt(row.event_id, row.handler, now,
+                    finished_at=now if status is Status.DEAD else None, last_error=error))
+                if row.status == Status.RUNNING:  # its attempt will never report: close it here
+                    await connection.execute(ev.abandon_attempt(row.event_id, row.handler, now,
                                                                status, error))
         return len(stale) + len(unstarted)
-
-    def _nothing_queued(self) -> bool:
-        """Whether the broker's queue is empty (a queue that does not exist is)."""
-        with self._celery.connection_for_write() as connection:
-            channel = connection.channel()
-            try:
-                declared = channel.queue_declare(queue=self._celery.conf.task_default_queue,
-                                                 passive=True)
-                return int(declared.message_count) == 0
-            except connection.channel_errors:
-                return True  # Redis deletes an empty list; AMQP: nobody declared it yet
-            finally:
-                with contextlib.suppress(Exception):
-                    channel.close()
 
     async def _dispatch(self) -> int:
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            due = (await connection.execute(q.due_deliveries(now, BATCH))).all()
+            due = (await connection.execute(ev.due_deliveries(now, BATCH))).all()
             if not due:
                 return 0
             pairs = [(str(d.event_id), d.handler) for d in due]
-            await asyncio.to_thread(self._send, pairs)
-            await connection.execute(q.mark_dispatched(pairs, now, now + self._dispatch_timeout))
+            await asyncio.to_thread(self.broker.send, pairs)
+            await connection.execute(ev.mark_dispatched(pairs, now, now + self._dispatch_timeout))
         self.sent += len(pairs)
         return len(pairs)
-
-    def _send(self, pairs: Sequence[tuple[str, str]]) -> None:
-        with self._celery.producer_or_acquire() as producer:
-            for event_id, handler in pairs:
-                self._celery.send_task(DELIVER, args=[event_id, handler], producer=producer)
 
 
 def _any_failure(error: BaseException) -> bool:
     return isinstance(error, Exception)  # not cancellation, not KeyboardInterrupt
-
-
-def build_relay(settings: Settings, engine: AsyncEngine) -> Relay:
-    from statesync.celery_app import create_celery
-    from statesync.loader import load_handlers
-
-    return Relay(engine, settings.database_url or "", create_celery(settings),
-                 Handlers.of(load_handlers(settings.workers_path)),
-                 poll_interval=settings.relay_poll_interval,
-                 dispatch_timeout=settings.dispatch_timeout)
-
-
-async def run_relay(settings: Settings) -> None:
-    """`statesync relay`: the relay alone, until interrupted (Ctrl-C) or told to stop
-    (SIGTERM, what `docker stop` and Kubernetes send): either way it releases its role
-    and connections and exits 0."""
-    from statesync.store.engines import async_engine
-
-    engine = async_engine(settings.database_url or "", pool_size=4)
-    relaying = asyncio.create_task(build_relay(settings, engine).run(), name="relay")
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, relaying.cancel)
-    try:
-        await relaying
-    except asyncio.CancelledError:
-        if not relaying.cancelled():
-            raise  # we were cancelled ourselves (Ctrl-C): let asyncio.run see it
-        log.info("relay stopped")
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        await engine.dispose()

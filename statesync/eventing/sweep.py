@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from statesync import documents as docs
 from statesync.errors import NotFound
-from statesync.store import statements as q
+from statesync.eventing import statements as ev
 from statesync.store.commits import Model, commit_steps, run_sync
 
 BATCH = 500
@@ -26,7 +26,7 @@ def sweep_expired(engine: sa.Engine, models: Mapping[str, Model], max_document_b
     expired = 0
     while True:
         with engine.connect() as connection:
-            due = connection.execute(q.expired_documents(datetime.now(UTC), BATCH)).all()
+            due = connection.execute(ev.expired_documents(datetime.now(UTC), BATCH)).all()
         for row in due:
             if row.model not in models:
                 continue  # a model removed from the schema: its documents stay hidden

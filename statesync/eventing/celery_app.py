@@ -1,0 +1,120 @@
+"""The Celery app of statesync's workers, built from the ``STATESYNC_*`` settings.
+
+:func:`create_celery` builds it; nothing here builds one at import. The command line's
+``celery -A statesync.celery_app worker`` imports the entry module that does. Engines and
+clients are built lazily in each worker process (after the fork), never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+import redis
+from celery import Celery
+
+from statesync.config import Settings
+from statesync.eventing.handlers import Handlers, load_handlers
+from statesync.eventing.retention import prune
+from statesync.eventing.sweep import sweep_expired
+from statesync.eventing.tasks import DELIVER, PRUNE, SWEEP
+from statesync.eventing.worker import DeliveryWorker
+from statesync.feed.channels import Channels
+from statesync.loader import load_models
+from statesync.store.commits import model_table
+from statesync.store.engines import sync_engine
+
+log = logging.getLogger(__name__)
+
+BROKER_SOCKET_TIMEOUT = 5.0
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("statesync", broker=settings.broker_url or settings.redis_url, set_as_current=False)
+    app.conf.update(
+        # At least once: a task is acknowledged only after it ran, and a task whose worker
+        # died is given back. Idempotence comes from the delivery row (statesync.eventing.worker).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_default_queue=settings.queue,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a broker outage is waited out, never fatal
+        broker_transport_options=_transport_options(settings),
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sweep-expired": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_interval)},
+            "prune": {"task": PRUNE, "schedule": timedelta(seconds=settings.prune_interval)},
+        },
+    )
+    app.conf.statesync_settings = settings
+
+    @app.task(name=DELIVER)  # type: ignore[untyped-decorator]
+    def deliver(event_id: str, handler: str) -> str:
+        return _worker(settings).deliver(event_id, handler)
+
+    @app.task(name=SWEEP)  # type: ignore[untyped-decorator]
+    def sweep() -> int:
+        worker = _worker(settings)
+        expired = sweep_expired(worker.engine, worker.models, settings.max_document_bytes)
+        if expired:
+            worker.after_commit()
+        return expired
+
+    @app.task(name=PRUNE)  # type: ignore[untyped-decorator]
+    def prune_old() -> dict[str, int]:
+        return asdict(prune(_worker(settings).engine, timedelta(seconds=settings.retention)))
+
+    return app
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    # Redis redelivers unacknowledged tasks after the visibility timeout; the relay's
+    # dispatch timeout and lease act sooner. Socket timeouts: a Redis that stops answering
+    # (rather than refusing) fails a send in seconds instead of hanging it.
+    options: dict[str, Any] = {
+        "visibility_timeout": int(max(settings.handler_timeout, settings.dispatch_timeout) * 2) + 60}
+    if (settings.broker_url or settings.redis_url or "").startswith(("redis://", "rediss://")):
+        options |= {"socket_timeout": BROKER_SOCKET_TIMEOUT,
+                    "socket_connect_timeout": BROKER_SOCKET_TIMEOUT}
+    return options
+
+
+_workers: dict[int, DeliveryWorker] = {}
+
+
+def _worker(settings: Settings) -> DeliveryWorker:
+    """Per worker process: built on first use, so after Celery's fork."""
+    if id(settings) not in _workers:
+        _workers[id(settings)] = _build_worker(settings)
+    return _workers[id(settings)]
+
+
+def _build_worker(settings: Settings) -> DeliveryWorker:
+    engine = sync_engine(settings.database_url or "", pool_size=2, max_overflow=2,
+                         pool_pre_ping=True)
+    client = redis.Redis.from_url(settings.redis_url or "")
+    channels = Channels(settings.channel_prefix)
+
+    def announce(channel: str, payload: str) -> None:
+        try:
+            client.publish(channel, payload)
+        except redis.RedisError:  # only latency is lost: the sequencer and watchers also poll
+            log.warning("could not publish on %s", channel, exc_info=True)
+
+    return DeliveryWorker(
+        engine=engine,
+        handlers=Handlers.of(load_handlers(settings.workers_path)),
+        models=model_table(load_models(settings.schema_path)),
+        max_document_bytes=settings.max_document_bytes,
+        max_id_length=settings.max_id_length,
+        handler_timeout=settings.handler_timeout,
+        after_commit=lambda: announce(channels.wake, ""),
+        delivery_changed=lambda event_id: announce(channels.deliveries, event_id),
+    )
+
