@@ -151,7 +151,7 @@ async def relay_alone(procs: Stack, api: Client, db: asyncpg.Connection,
     await wait_for(db, procs, "the relay to dispatch the backlog", within,
                    lambda c: c.get("dispatched", 0) == events and total(c) == events)
     row = await db.fetchrow("""
-        SELECT min(o.dispatched_at) AS fan_first, max(o.dispatched_at) AS fan_last,
+        SELECT min(o.relayed_at) AS fan_first, max(o.relayed_at) AS fan_last,
                min(d.created_at) AS first, max(d.updated_at) AS last
         FROM statesync_deliveries d JOIN statesync_outbox o ON o.id = d.event_id""")
     assert row is not None

@@ -83,7 +83,7 @@ async def _events(ctx: Context, rows: list[Any]) -> list[Event]:
                   key=None if r.key is None else strawberry.ID(r.key), version=r.version,
                   payload=_payload(ctx, r), created_at=r.created_at,
                   caused_by=None if r.caused_by is None else strawberry.ID(str(r.caused_by)),
-                  relayed=r.dispatched_at is not None, deliveries=by_event[str(r.id)])
+                  relayed=r.relayed_at is not None, deliveries=by_event[str(r.id)])
             for r in rows]
 
 

@@ -91,11 +91,11 @@ _workers: dict[int, DeliveryWorker] = {}
 def _worker(settings: Settings) -> DeliveryWorker:
     """Per worker process: built on first use, so after Celery's fork."""
     if id(settings) not in _workers:
-        _workers[id(settings)] = _build_worker(settings)
+        _workers[id(settings)] = build_worker(settings)
     return _workers[id(settings)]
 
 
-def _build_worker(settings: Settings) -> DeliveryWorker:
+def build_worker(settings: Settings) -> DeliveryWorker:
     engine = sync_engine(settings.database_url or "", pool_size=2, max_overflow=2,
                          pool_pre_ping=True)
     client = redis.Redis.from_url(settings.redis_url or "")

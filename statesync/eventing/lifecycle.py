@@ -5,6 +5,7 @@ statements and the GraphQL enum.
 ::
 
     PENDING --relay sends it--> DISPATCHED --a worker starts it--> RUNNING
+    WAITING --the earlier delivery of its key finishes--> PENDING   (ordered handlers)
     RUNNING --the handler returns--> SUCCEEDED
     RUNNING --the handler raises--> RETRYING (backoff) --due--> DISPATCHED ... or DEAD
     DISPATCHED, RUNNING --lease runs out--> RETRYING (or DEAD after the last attempt)
@@ -22,6 +23,9 @@ from datetime import datetime
 
 class Status(enum.StrEnum):
     PENDING = "pending"  # the relay matched the event to the handler
+    # An ordered handler's delivery behind an unfinished earlier one of the same key: not
+    # due, and not in the due index, until that one succeeds or is dead.
+    WAITING = "waiting"
     DISPATCHED = "dispatched"  # sent to the broker, not yet started
     RUNNING = "running"  # a worker is running an attempt
     SUCCEEDED = "succeeded"
@@ -31,6 +35,7 @@ class Status(enum.StrEnum):
 
 FINISHED = frozenset({Status.SUCCEEDED, Status.DEAD})
 DUE = frozenset({Status.PENDING, Status.RETRYING})  # the relay sends these when due
+HELD = frozenset({Status.WAITING})  # behind another delivery of its key
 LEASED = frozenset({Status.DISPATCHED, Status.RUNNING})  # a lease says how long to wait
 
 

@@ -150,8 +150,15 @@ class Relay:
                 return 0
             rows = [self._delivery(e, h.name, h.max_attempts, h.ordered, now)
                     for e in events for h in self._handlers.matching(e.type)]
+            # An ordered delivery starts out waiting; each key's first unfinished one is
+            # then made due, under the key's lock (a head finishing meanwhile waits for it).
+            keys = sorted({r["ordering_key"] for r in rows if r["ordering_key"] is not None})
+            if keys:
+                await connection.execute(ev.lock_keys(keys))
             if rows:
                 await connection.execute(ev.insert_deliveries(rows))
+            if keys:
+                await connection.execute(ev.promote_heads(keys, now))
             await connection.execute(ev.mark_relayed([e.id for e in events], now))
         return len(events)
 
@@ -159,7 +166,8 @@ class Relay:
     def _delivery(event: Any, handler: str, max_attempts: int, ordered: bool,
                   now: datetime) -> dict[str, Any]:
         key = f"{handler}|{event.model or ''}|{event.key or ''}" if ordered else None
-        return {"event_id": event.id, "handler": handler, "status": Status.PENDING, "attempts": 0,
+        return {"event_id": event.id, "handler": handler,
+                "status": Status.WAITING if ordered else Status.PENDING, "attempts": 0,
                 "max_attempts": max_attempts, "ordering_key": key, "event_seq": event.seq,
                 "next_attempt_at": now, "created_at": now, "updated_at": now}
 
@@ -186,6 +194,15 @@ class Relay:
                 if row.status == Status.RUNNING:  # its attempt will never report: close it here
                     await connection.execute(ev.abandon_attempt(row.event_id, row.handler, now,
                                                                status, error))
+        # A dead head lets its key's next delivery go. In a transaction of its own: the key
+        # locks are taken before any row lock, as everywhere else.
+        freed = sorted({row.ordering_key for row in stale if row.ordering_key is not None
+                        and after_lost_lease(row.status, row.attempts, row.max_attempts)
+                        is Status.DEAD})
+        if freed:
+            async with self._engine.begin() as connection:
+                await connection.execute(ev.lock_keys(freed))
+                await connection.execute(ev.promote_heads(freed, now))
         return len(stale) + len(unstarted)
 
     async def _dispatch(self) -> int:

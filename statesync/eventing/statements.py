@@ -23,7 +23,7 @@ def notify_relay() -> sa.Executable:
 def unrelayed_events(limit: int) -> sa.Select[Any]:
     return (
         sa.select(outbox.c.id, outbox.c.type, outbox.c.seq, outbox.c.model, outbox.c.key)
-        .where(outbox.c.dispatched_at.is_(None))
+        .where(outbox.c.relayed_at.is_(None))
         .order_by(outbox.c.seq)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -35,28 +35,48 @@ def insert_deliveries(rows: Sequence[dict[str, Any]]) -> sa.Executable:
 
 
 def mark_relayed(event_ids: Sequence[str], now: datetime) -> sa.Executable:
-    return sa.update(outbox).where(outbox.c.id.in_(list(event_ids))).values(dispatched_at=now)
+    return sa.update(outbox).where(outbox.c.id.in_(list(event_ids))).values(relayed_at=now)
 
 
 def due_deliveries(now: datetime, limit: int) -> sa.Select[Any]:
-    """Deliveries ready to send; for an ordered handler only the oldest unfinished one per key."""
-    earlier = deliveries.alias("earlier")
-    blocked = sa.exists().where(
-        earlier.c.ordering_key == deliveries.c.ordering_key,
-        earlier.c.event_seq < deliveries.c.event_seq,
-        earlier.c.status.not_in(sorted(FINISHED)),
-    )
+    """Deliveries ready to send: a range of the due index. An ordered handler's deliveries
+    behind their key's head are ``waiting``, so they are not in it (:func:`promote_heads`)."""
     return (
         sa.select(deliveries.c.event_id, deliveries.c.handler, deliveries.c.attempts)
-        .where(
-            deliveries.c.status.in_(sorted(DUE)),
-            deliveries.c.next_attempt_at <= now,
-            sa.or_(deliveries.c.ordering_key.is_(None), ~blocked),
-        )
+        .where(deliveries.c.status.in_(sorted(DUE)), deliveries.c.next_attempt_at <= now)
         .order_by(deliveries.c.next_attempt_at, deliveries.c.event_seq)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=deliveries)
+        .with_for_update(skip_locked=True)
     )
+
+
+# Two-key advisory locks in this namespace serialize, per ordering key, what decides its
+# head: the relay adding deliveries of the key, and the end of its current head.
+ORDERING_LOCKS = 0x5157_0E1B
+
+
+_LOCK_KEYS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(:namespace, hashtext(key))) "
+    "FROM (SELECT unnest(CAST(:keys AS text[])) AS key ORDER BY 1) AS ordered")
+
+
+def lock_keys(keys: Sequence[str]) -> sa.Executable:
+    """Take the ordering locks of ``keys`` for the transaction, in one order for everyone."""
+    return _LOCK_KEYS.bindparams(namespace=ORDERING_LOCKS, keys=sorted(set(keys)))
+
+
+def promote_heads(keys: Sequence[str], now: datetime) -> sa.Executable:
+    """For each of ``keys``, its first unfinished delivery becomes due if it was waiting.
+    Run under :func:`lock_keys` after anything that may have changed a key's head."""
+    # (ordering_key, event_seq) names one delivery: the key carries the handler's name.
+    heads = (sa.select(deliveries.c.ordering_key, sa.func.min(deliveries.c.event_seq))
+             .where(deliveries.c.ordering_key.in_(sorted(set(keys))),
+                    deliveries.c.status.not_in(sorted(FINISHED)))
+             .group_by(deliveries.c.ordering_key))
+    return (sa.update(deliveries)
+            .where(sa.tuple_(deliveries.c.ordering_key, deliveries.c.event_seq).in_(heads),
+                   deliveries.c.status == Status.WAITING)
+            .values(status=Status.PENDING, next_attempt_at=now, updated_at=now))
 
 
 def _keyed(pairs: Sequence[tuple[str, str]]) -> sa.ColumnElement[bool]:
@@ -73,7 +93,7 @@ def expired_leases(now: datetime, limit: int, status: str) -> sa.Select[Any]:
     """Deliveries of ``status`` (dispatched or running) whose lease ran out."""
     return (
         sa.select(deliveries.c.event_id, deliveries.c.handler, deliveries.c.status,
-                  deliveries.c.attempts, deliveries.c.max_attempts)
+                  deliveries.c.attempts, deliveries.c.max_attempts, deliveries.c.ordering_key)
         .where(deliveries.c.status == status, deliveries.c.lease_expires_at < now)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -195,7 +215,7 @@ def settled_events(before: datetime, limit: int) -> sa.Select[Any]:
     unfinished = sa.select(deliveries.c.event_id).where(
         deliveries.c.event_id == outbox.c.id, deliveries.c.status != Status.SUCCEEDED)
     return (sa.select(outbox.c.id)
-            .where(outbox.c.dispatched_at.is_not(None), outbox.c.created_at < before,
+            .where(outbox.c.relayed_at.is_not(None), outbox.c.created_at < before,
                    ~sa.exists(unfinished))
             .order_by(outbox.c.seq).limit(limit))
 

@@ -81,10 +81,12 @@ def event_from_row(row: Any, attempt: int) -> Event:
 @dataclass(frozen=True, slots=True)
 class _Run:
     """One claimed attempt: its number in the current round (``Event.attempt``, what the
-    delivery row counts) and its row in the attempt history (unique across redeliveries)."""
+    delivery row counts), its row in the attempt history (unique across redeliveries), and
+    its ordering key (an ordered handler's: its end may let the key's next delivery go)."""
 
     attempt: int
     record: int
+    ordering_key: str | None
 
 
 @dataclass
@@ -167,7 +169,7 @@ class DeliveryWorker:
                 lease_expires_at=now + timedelta(seconds=self.handler_timeout)))
             record = connection.execute(ev.start_attempt(event_id, handler_name, now)).scalar_one()
             row = connection.execute(ev.read_event(event_id)).one()
-        return event_from_row(row, attempt), _Run(attempt, record)
+        return event_from_row(row, attempt), _Run(attempt, record, delivery.ordering_key)
 
     def _owned(self, connection: sa.Connection, event_id: str, handler_name: str,
                attempt: int) -> bool:
@@ -175,8 +177,20 @@ class DeliveryWorker:
         return (delivery is not None and delivery.status == Status.RUNNING
                 and delivery.attempts == attempt)
 
+    @staticmethod
+    def _lock_key(connection: sa.Connection, run: _Run, finishing: bool) -> None:
+        """Before any row lock, as the relay does: the key's lock, if this end frees it."""
+        if finishing and run.ordering_key is not None:
+            connection.execute(ev.lock_keys([run.ordering_key]))
+
+    @staticmethod
+    def _free_key(connection: sa.Connection, run: _Run, finishing: bool, now: datetime) -> None:
+        if finishing and run.ordering_key is not None:
+            connection.execute(ev.promote_heads([run.ordering_key], now))
+
     def _succeed(self, event_id: str, handler_name: str, run: _Run, tx: StagedTx) -> str:
         with self.engine.begin() as connection:
+            self._lock_key(connection, run, finishing=True)
             if not self._owned(connection, event_id, handler_name, run.attempt):
                 return "superseded"  # the lease expired and another attempt took over
             for write in tx.writes:
@@ -193,6 +207,7 @@ class DeliveryWorker:
                 lease_expires_at=None, last_error=None))
             connection.execute(ev.finish_attempt(event_id, handler_name, run.record, now,
                                                 Status.SUCCEEDED))
+            self._free_key(connection, run, True, now)
             connection.execute(ev.notify_relay())  # an ordered successor may be due now
         if tx.writes:
             self.after_commit()
@@ -208,6 +223,7 @@ class DeliveryWorker:
         status = after_failure(attempt, handler.max_attempts)
         dead = status is Status.DEAD
         with self.engine.begin() as connection:
+            self._lock_key(connection, run, finishing=dead)
             if not self._owned(connection, event_id, handler_name, attempt):
                 return "superseded"
             connection.execute(ev.set_delivery(
@@ -216,6 +232,7 @@ class DeliveryWorker:
                 next_attempt_at=now + handler.retry_delay(attempt)))
             connection.execute(ev.finish_attempt(event_id, handler_name, run.record, now, status,
                                                 error))
+            self._free_key(connection, run, dead, now)  # a dead event does not block the rest
             connection.execute(ev.notify_relay())
         return status
 

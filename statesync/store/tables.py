@@ -71,10 +71,10 @@ outbox = sa.Table(
     sa.Column("payload", pg.JSONB, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     # When the relay turned this event into one delivery per matching handler.
-    sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("relayed_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("key", sa.Text, nullable=True),  # a custom event's key (document id for changes)
     sa.Column("caused_by", pg.UUID(as_uuid=False), nullable=True),
-    sa.Index("statesync_outbox_pending", "created_at", postgresql_where=sa.text("dispatched_at IS NULL")),
+    sa.Index("statesync_outbox_pending", "created_at", postgresql_where=sa.text("relayed_at IS NULL")),
 )
 
 # One row per event x handler: the event's lifecycle for that handler.
@@ -97,7 +97,8 @@ deliveries = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint(
-        "status IN ('pending', 'dispatched', 'running', 'succeeded', 'retrying', 'dead')",
+        "status IN ('pending', 'waiting', 'dispatched', 'running', 'succeeded', 'retrying', "
+        "'dead')",
         name="statesync_deliveries_status",
     ),
     sa.Index("statesync_deliveries_due", "next_attempt_at",

@@ -142,7 +142,7 @@ async def test_killing_the_active_relay_loses_no_event(
 
         async def all_delivered() -> bool:
             left = await db.fetchval(
-                "SELECT (SELECT count(*) FROM statesync_outbox WHERE dispatched_at IS NULL) + "
+                "SELECT (SELECT count(*) FROM statesync_outbox WHERE relayed_at IS NULL) + "
                 "(SELECT count(*) FROM statesync_deliveries WHERE status <> 'succeeded')")
             return bool(left == 0)
 
@@ -209,7 +209,7 @@ async def test_two_relays_pumping_at_once_send_each_delivery_once(
         for engine in engines:
             await engine.dispose()
 
-    assert await db.fetchval("SELECT count(*) FROM statesync_outbox WHERE dispatched_at IS NULL") == 0
+    assert await db.fetchval("SELECT count(*) FROM statesync_outbox WHERE relayed_at IS NULL") == 0
     statuses = await db.fetch("SELECT status, count(*) AS n FROM statesync_deliveries GROUP BY status")
     assert {r["status"]: r["n"] for r in statuses} == {"dispatched": EVENTS}
     # Both relays did part of the work, and together each delivery was sent exactly once.

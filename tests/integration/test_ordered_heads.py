@@ -1,0 +1,151 @@
+"""An ordered handler's deliveries wait behind their key's head: only heads are due, the
+next one becomes due in the transaction that ends its head, and the relay's due query
+stays a range of the due index however long the line behind the heads is."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from statesync.config import Settings, asyncpg_url
+from statesync.eventing.celery_app import build_worker
+from statesync.eventing.entry import build_relay
+from statesync.eventing.relay import Relay
+from statesync.eventing.statements import due_deliveries
+from statesync.store.commits import emit_steps, run_async
+from tests.integration.test_relay import HANDLERS
+
+HANDLER = "ordered_sink"
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def ordered_settings(settings: Settings) -> Settings:
+    # No worker consumes this queue: the test runs deliveries itself, one at a time.
+    return settings.model_copy(update={"workers_path": HANDLERS / "ordered_sink.py",
+                                       "queue": "ordered-heads", "dispatch_timeout": 120.0})
+
+
+@pytest.fixture
+async def relay(ordered_settings: Settings) -> AsyncIterator[Relay]:
+    engine = create_async_engine(asyncpg_url(ordered_settings.database_url or ""), pool_size=2)
+    relay = build_relay(ordered_settings, engine)
+    try:
+        yield relay
+    finally:
+        relay.broker.close()  # type: ignore[attr-defined]
+        await engine.dispose()
+
+
+async def emit(settings: Settings, keys: list[str]) -> None:
+    engine = create_async_engine(asyncpg_url(settings.database_url or ""))
+    try:
+        async with engine.begin() as connection:
+            for key in keys:
+                await run_async(connection, emit_steps("Load.tick", key, {"key": key}))
+    finally:
+        await engine.dispose()
+
+
+async def drain(relay: Relay) -> None:
+    while await relay.pump():
+        pass
+
+
+async def by_status(db: asyncpg.Connection) -> dict[str, list[tuple[str, int]]]:
+    rows = await db.fetch("SELECT d.status, o.key, o.seq FROM statesync_deliveries d "
+                          "JOIN statesync_outbox o ON o.id = d.event_id ORDER BY o.seq")
+    out: dict[str, list[tuple[str, int]]] = {}
+    for r in rows:
+        out.setdefault(r["status"], []).append((r["key"], r["seq"]))
+    return out
+
+
+async def sent(settings: Settings) -> list[str]:
+    broker = aioredis.Redis.from_url(settings.redis_url or "")
+    try:
+        raw = await broker.lrange(settings.queue, 0, -1)
+        await broker.delete(settings.queue)
+    finally:
+        await broker.aclose()
+    return [orjson.loads(base64.b64decode(orjson.loads(m)["body"]))[0][0] for m in raw]
+
+
+async def test_only_each_keys_head_is_sent_and_its_end_lets_the_next_go(
+        ordered_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
+    await emit(ordered_settings, ["a", "b", "a", "a", "b"])
+    await drain(relay)
+    statuses = await by_status(db)
+    heads = statuses["dispatched"]
+    assert [key for key, _ in heads] == ["a", "b"]
+    assert [key for key, _ in statuses["waiting"]] == ["a", "a", "b"]
+    assert len(await sent(ordered_settings)) == 2
+
+    worker = build_worker(ordered_settings)
+    first_a = await db.fetchval("SELECT d.event_id::text FROM statesync_deliveries d JOIN "
+                                "statesync_outbox o ON o.id = d.event_id WHERE o.seq = $1",
+                                heads[0][1])
+    assert await asyncio.to_thread(worker.deliver, first_a, HANDLER) == "succeeded"
+    # In the same transaction as that success, the next "a" became due; "b" is untouched.
+    statuses = await by_status(db)
+    assert [key for key, _ in statuses["pending"]] == ["a"]
+    assert statuses["pending"][0][1] > heads[0][1]
+    assert [key for key, _ in statuses["dispatched"]] == ["b"]
+    await drain(relay)
+    assert sorted(key for key, _ in (await by_status(db))["dispatched"]) == ["a", "b"]
+    queued = await sent(ordered_settings)  # only the new head was sent: "b" was already
+    assert len(queued) == 1 and queued[0] != first_a
+
+    # Events keep arriving behind a running head: they wait too.
+    await emit(ordered_settings, ["b"])
+    await drain(relay)
+    assert [key for key, _ in (await by_status(db))["waiting"]] == ["a", "b", "b"]
+    worker.engine.dispose()
+
+
+async def test_the_due_query_scans_no_waiting_row(
+        ordered_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
+    # 100k deliveries of one key: one head dispatched, the rest waiting, as a backlog
+    # behind one slow document leaves them.
+    await emit(ordered_settings, ["hot"])
+    await drain(relay)
+    event_id = await db.fetchval("SELECT event_id FROM statesync_deliveries")
+    # (one event, 100k handler names: the rows only have to be there, in the index's way)
+    await db.execute("""
+        INSERT INTO statesync_deliveries (event_id, handler, status, attempts, max_attempts,
+            ordering_key, event_seq, next_attempt_at, created_at, updated_at)
+        SELECT $1, 'h' || n, 'waiting', 0, 5, 'ordered_sink||hot', n, now(), now(), now()
+        FROM generate_series(1000, 101000) AS n""", event_id)
+    await db.execute("ANALYZE statesync_deliveries")
+    statement = due_deliveries(datetime.now(UTC), 200).compile(
+        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    plan: Any = orjson.loads(await db.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}"))
+    nodes = list(_walk(plan[0]["Plan"]))
+    assert not any("Subplan Name" in n for n in nodes), "a subplan per row is back"
+    scans = [n for n in nodes if "Scan" in n["Node Type"]]
+    assert [n.get("Index Name") for n in scans] == ["statesync_deliveries_due"], scans
+    assert sum(n["Actual Rows"] for n in scans) <= 200  # none of the 100k waiting rows
+
+
+def _walk(node: dict[str, Any]) -> Any:
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _walk(child)
