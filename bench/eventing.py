@@ -19,6 +19,11 @@ to the same product. Then:
    running; prints events/s from the first send until every delivery is
    `succeeded` (polled in the database).
 
+Beside 2 and 3, in the same run and on the same Redis, the raw figures of a bare Celery
+app configured as statesync's (bench/raw_celery.py, `-c 2`): no-op tasks/s from a
+backlog of as many tasks, and a task's round trip from send to a Redis PUBLISH that a
+subscriber receives. Each line prints statesync's figure, the raw one and the ratio.
+
 Every wait is bounded (--timeout); all traffic goes to 127.0.0.1; all GraphQL goes
 through statesync.client (so every mutation carries a mutationId).
 
@@ -42,12 +47,16 @@ from typing import Any
 
 import asyncpg
 import httpx
+import redis
+import redis.asyncio as aioredis
+from celery import Celery
 from harness import free_port, percentile, services  # bench/harness.py, beside this file
 
 from statesync.client import Change, Client
 
 ROOT = Path(__file__).resolve().parent.parent
-HANDLERS = ROOT / "bench" / "handlers"
+BENCH = ROOT / "bench"
+HANDLERS = BENCH / "handlers"
 PRODUCT = {"sku": "bench", "name": "bench", "priceCents": 0}
 STATUS = "SELECT status, count(*) AS n FROM statesync_deliveries GROUP BY status"
 
@@ -57,6 +66,7 @@ class Stack:
 
     def __init__(self, database_url: str, redis_url: str) -> None:
         self.port = free_port()
+        self.redis_url = redis_url
         self.env = {**os.environ, "STATESYNC_DATABASE_URL": database_url,
                     "STATESYNC_REDIS_URL": redis_url, "STATESYNC_PORT": str(self.port),
                     "STATESYNC_HOST": "127.0.0.1",
@@ -163,7 +173,7 @@ async def relay_alone(procs: Stack, api: Client, db: asyncpg.Connection,
 
 
 async def worker_backlog(procs: Stack, db: asyncpg.Connection, events: int,
-                         within: float) -> None:
+                         within: float) -> float:
     procs.start("worker", "worker", "--concurrency", "2")
     # Each price event's handler commits a write-back, whose own event is delivered too.
     await wait_for(db, procs, "the worker to drain the backlog", within,
@@ -178,9 +188,10 @@ async def worker_backlog(procs: Stack, db: asyncpg.Connection, events: int,
           f"({row['n']} attempts, {failed} not succeeded, {spread:.2f} s first start to last end; "
           f"an attempt spends {row['inside'].total_seconds() * 1e3:.1f} ms on average from its claim "
           "to its success, the rest of each slot's time is Celery and the broker)")
+    return 2 * events / max(spread, 1e-3)
 
 
-async def latency(procs: Stack, api: Client, changes: int) -> None:
+async def latency(procs: Stack, api: Client, changes: int) -> list[float]:
     doc_id = "latency"
     await api.create("Product", PRODUCT, id=doc_id)
     own: list[float] = []
@@ -214,11 +225,13 @@ async def latency(procs: Stack, api: Client, changes: int) -> None:
           f"p50 {statistics.median(own) * 1e3:.1f} ms, p99 {percentile(own, 0.99) * 1e3:.1f} ms; "
           f"mutation -> outbox -> relay -> worker -> handler's UPDATED "
           f"p50 {statistics.median(echoed) * 1e3:.1f} ms, p99 {percentile(echoed, 0.99) * 1e3:.1f} ms")
+    return echoed
 
 
 async def end_to_end(procs: Stack, api: Client, db: asyncpg.Connection,
-                     ids: list[str], events: int, within: float) -> None:
-    before = total(await statuses(db))
+                     ids: list[str], events: int, within: float, before: int) -> None:
+    """``before``: the deliveries the earlier parts made (the last of them may not exist
+    yet: the latency part ends on a change whose own event is still being relayed)."""
     started = time.perf_counter()
     await commit_prices(api, ids, events, 1_000_000)
     committed = time.perf_counter()
@@ -233,6 +246,74 @@ async def end_to_end(procs: Stack, api: Client, db: asyncpg.Connection,
           f"handled, {2 * events / elapsed:,.0f} deliveries/s")
 
 
+# ---- the raw figures: a bare Celery app on the same broker -----------------------------------
+
+
+class RawCelery:
+    """bench/raw_celery.py's worker (`-c 2`, prefork) and a client of its app."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.queue = f"raw-{free_port()}"
+        self.env = {**os.environ, "RAW_BROKER_URL": redis_url, "RAW_QUEUE": self.queue}
+        self.app = Celery("raw", broker=redis_url, set_as_current=False)
+        self.app.conf.update(task_default_queue=self.queue, task_serializer="json")
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self) -> None:
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "raw_celery", "worker", "-c", "2",
+             "--pool", "prefork", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
+            env=self.env, cwd=BENCH, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.worker.pid, signal.SIGKILL)
+                self.worker.wait(5)
+        self.app.close()
+
+    def backlog(self, tasks: int, within: float) -> float:
+        """No-op tasks/s, first start to last end, from a queue holding ``tasks``."""
+        key = f"{self.queue}:count"
+        with self.app.producer_or_acquire() as producer:
+            for _ in range(tasks):
+                self.app.send_task("raw.count", args=[key], producer=producer)
+        self.start_worker()
+        client = redis.Redis.from_url(self.redis_url)
+        deadline = time.monotonic() + within
+        while int(client.get(key) or 0) < tasks:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the raw Celery worker did not run {tasks} tasks in {within} s")
+            time.sleep(0.01)  # polling the counter is the measurement
+        first, last = float(client.get(f"{key}:first") or 0), float(client.get(f"{key}:last") or 0)
+        client.close()
+        return tasks / max(last - first, 1e-3)
+
+    async def round_trips(self, count: int) -> list[float]:
+        """Seconds from sending a task to receiving what it publishes, one at a time."""
+        channel = f"{self.queue}:echo"
+        subscriber = aioredis.Redis.from_url(self.redis_url)
+        pubsub = subscriber.pubsub()
+        await pubsub.subscribe(channel)
+        assert (await pubsub.get_message(timeout=5)) is not None  # the subscribe confirmation
+        times: list[float] = []
+        try:
+            for _ in range(count):
+                sent = time.perf_counter()
+                await asyncio.to_thread(self.app.send_task, "raw.echo", args=[channel])
+                while await pubsub.get_message(ignore_subscribe_messages=True, timeout=30) is None:
+                    pass
+                times.append(time.perf_counter() - sent)
+        finally:
+            await pubsub.aclose()
+            await subscriber.aclose()
+        return times
+
+
 async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None:
     db = await asyncpg.connect(database_url)
     try:
@@ -240,12 +321,33 @@ async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None
             ids = [f"ev-{i}" for i in range(args.clients)]
             for doc_id in ids:
                 await api.create("Product", PRODUCT, id=doc_id)
+            raw = RawCelery(procs.redis_url)
+            try:
+                raw_rate = await asyncio.to_thread(raw.backlog, 2 * args.events, args.timeout)
+                raw_trips = await raw.round_trips(args.changes)
+            finally:
+                raw.stop()
+            print(f"raw Celery (no-op tasks, -c 2): {raw_rate:,.0f} tasks/s from a backlog of "
+                  f"{2 * args.events}; send -> task -> PUBLISH -> subscriber "
+                  f"p50 {statistics.median(raw_trips) * 1e3:.1f} ms, "
+                  f"p99 {percentile(raw_trips, 0.99) * 1e3:.1f} ms")
             await relay_alone(procs, api, db, ids, args.events, args.timeout)
-            await worker_backlog(procs, db, args.events, args.timeout)
-            await latency(procs, api, args.changes)
-            await end_to_end(procs, api, db, ids, args.events, args.timeout)
+            rate = await worker_backlog(procs, db, args.events, args.timeout)
+            echoed = await latency(procs, api, args.changes)
+            await end_to_end(procs, api, db, ids, args.events, args.timeout,
+                             before=2 * args.events + 2 * args.changes)
     finally:
         await db.close()
+    print()
+    print("| figure | raw Celery | statesync | ratio |")
+    print("| --- | --- | --- | --- |")
+    print(f"| deliveries/s from a backlog, worker -c 2 | {raw_rate:,.0f} no-op tasks/s | "
+          f"{rate:,.0f} | {rate / raw_rate:.3f}x |")
+    print(f"| round trip p50 / p99, ms | send -> task -> subscriber "
+          f"{statistics.median(raw_trips) * 1e3:.1f} / {percentile(raw_trips, 0.99) * 1e3:.1f} | "
+          f"mutation -> handler's change at a subscriber {statistics.median(echoed) * 1e3:.1f} / "
+          f"{percentile(echoed, 0.99) * 1e3:.1f} | p99 "
+          f"{percentile(echoed, 0.99) / percentile(raw_trips, 0.99):.1f}x raw |")
 
 
 def main() -> None:

@@ -145,6 +145,7 @@ class Relay:
     async def _fan_out(self) -> int:
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
+            await connection.execute(ev.lazy_commit())
             events = (await connection.execute(ev.unrelayed_events(BATCH))).all()
             if not events:
                 return 0
@@ -178,6 +179,7 @@ class Relay:
         would only grow the queue)."""
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
+            await connection.execute(ev.lazy_commit())
             stale = (await connection.execute(
                 ev.expired_leases(now, BATCH, Status.RUNNING))).all()
             unstarted = (await connection.execute(
@@ -200,7 +202,7 @@ class Relay:
                         and after_lost_lease(row.status, row.attempts, row.max_attempts)
                         is Status.DEAD})
         if freed:
-            async with self._engine.begin() as connection:
+            async with self._engine.begin() as connection:  # durable: a lost one strands the key
                 await connection.execute(ev.lock_keys(freed))
                 await connection.execute(ev.promote_heads(freed, now))
         return len(stale) + len(unstarted)
@@ -208,6 +210,7 @@ class Relay:
     async def _dispatch(self) -> int:
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
+            await connection.execute(ev.lazy_commit())
             due = (await connection.execute(ev.due_deliveries(now, BATCH))).all()
             if not due:
                 return 0

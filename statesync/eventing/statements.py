@@ -16,6 +16,14 @@ from statesync.store.statements import OUTBOX_CHANNEL
 from statesync.store.tables import attempts, deliveries, documents, outbox
 
 
+def lazy_commit() -> sa.Executable:
+    """This transaction's commit need not wait for the disk. For bookkeeping whose loss in
+    a PostgreSQL crash only repeats work the delivery rows make harmless (a fan-out done
+    again, a task sent again, a claim taken again), never for a handler's success. A later
+    durable commit flushes it too, so what depends on it is never durable without it."""
+    return sa.text("SET LOCAL synchronous_commit TO OFF")
+
+
 def notify_relay() -> sa.Executable:
     return sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, ""))
 

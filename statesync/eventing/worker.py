@@ -158,6 +158,7 @@ class DeliveryWorker:
     def _claim(self, event_id: str, handler_name: str) -> tuple[Event, _Run] | None:
         now = datetime.now(UTC)
         with self.engine.begin() as connection:
+            connection.execute(ev.lazy_commit())
             delivery = connection.execute(ev.lock_delivery(event_id, handler_name)).first()
             if delivery is None:
                 return None
