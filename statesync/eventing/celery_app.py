@@ -17,6 +17,7 @@ from celery import Celery
 
 from statesync.config import Settings
 from statesync.eventing.handlers import Handlers, load_handlers
+from statesync.eventing.lifecycle import Status
 from statesync.eventing.retention import prune
 from statesync.eventing.sweep import sweep_expired
 from statesync.eventing.tasks import DELIVER, PRUNE, SWEEP
@@ -56,7 +57,13 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=DELIVER)  # type: ignore[untyped-decorator]
     def deliver(event_id: str, handler: str) -> str:
-        return _worker(settings).deliver(event_id, handler)
+        status = _worker(settings).deliver(event_id, handler)
+        if status in (Status.RETRYING, Status.DEAD):
+            # Celery's own tools (Flower, events, its log) then show the failure. It is
+            # acknowledged like any task: what follows is statesync's (the delivery row).
+            raise HandlerFailed(f"handler {handler} failed on event {event_id}; the delivery "
+                                f"is {status} (its lastError says why)")
+        return status
 
     @app.task(name=SWEEP)  # type: ignore[untyped-decorator]
     def sweep() -> int:
@@ -83,6 +90,10 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         options |= {"socket_timeout": BROKER_SOCKET_TIMEOUT,
                     "socket_connect_timeout": BROKER_SOCKET_TIMEOUT}
     return options
+
+
+class HandlerFailed(Exception):
+    """A delivery task whose handler failed: the task's state in Celery is FAILURE."""
 
 
 _workers: dict[int, DeliveryWorker] = {}

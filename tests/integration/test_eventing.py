@@ -185,12 +185,20 @@ async def test_a_failing_handler_goes_dead_and_redelivery_runs_it_again(
 
     handler_settings = with_handlers(settings, "doomed")
     async with serve(handler_settings, demo_models, with_relay=True) as server:
-        await start_worker(handler_settings)
+        worker = await start_worker(handler_settings)
         client = GraphQLClient(server.base_url)
         event_id = (await server.runtime.emit("Doomed.run", "d1", {})).event_id
         dead = await eventually(lambda: delivery_in(db, event_id, "doomed", "dead"),
                                 what="the delivery to be dead")
         assert dead["attempts"] == MAX_ATTEMPTS and dead["finished_at"] is not None
+        # Celery itself saw each failed attempt fail (what Flower and `celery events` show).
+
+        async def failures_logged() -> int:
+            return sum(f"HandlerFailed: handler doomed failed on event {event_id}" in line
+                       for line in worker.lines)
+
+        assert await eventually(failures_logged, what="Celery to log the failed tasks") >= 1
+        assert await failures_logged() <= MAX_ATTEMPTS
         assert "RuntimeError: no permit for d1 (attempt 3)" in dead["last_error"]
         first_round = await attempts(db, event_id, "doomed")
         assert [r["outcome"] for r in first_round] == ["retrying", "retrying", "dead"]
