@@ -18,6 +18,11 @@ PACKAGE = "statesync_deployment"
 
 
 def _import(path: Path, name: str) -> ModuleType:
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
+        # Once per process: importing it again would make new classes (an enum, say) that
+        # the first import's models and validators do not know.
+        return loaded
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

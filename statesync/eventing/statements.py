@@ -108,6 +108,48 @@ def expired_leases(now: datetime, limit: int, status: str) -> sa.Select[Any]:
     )
 
 
+_CLAIM = sa.text("""
+WITH locked AS (
+    -- The row lock first, then the test: the relay may not have committed the dispatch yet,
+    -- and a status test in the UPDATE would read the row as it was before (and skip it).
+    SELECT event_id, handler, status, lease_expires_at FROM statesync_deliveries
+    WHERE event_id = CAST(:event_id AS uuid) AND handler = :handler
+    FOR UPDATE
+), claimed AS (
+    UPDATE statesync_deliveries d
+    SET status = :running, attempts = d.attempts + 1, updated_at = :now, lease_expires_at = :lease
+    FROM locked l
+    WHERE d.event_id = l.event_id AND d.handler = l.handler
+      AND (l.status = :dispatched
+           OR (l.status = :running AND (l.lease_expires_at IS NULL OR l.lease_expires_at < :now)))
+    RETURNING d.event_id, d.handler, d.attempts, d.ordering_key
+), recorded AS (
+    INSERT INTO statesync_attempts (event_id, handler, attempt, started_at)
+    SELECT c.event_id, c.handler,
+           (SELECT coalesce(max(a.attempt), 0) + 1 FROM statesync_attempts a
+            WHERE a.event_id = c.event_id AND a.handler = c.handler),
+           :now
+    FROM claimed c
+    RETURNING attempt
+)
+SELECT c.attempts AS attempt, c.ordering_key, r.attempt AS record, o.*
+FROM claimed c CROSS JOIN recorded r JOIN statesync_outbox o ON o.id = c.event_id
+""")
+
+
+def claim(event_id: str, handler: str, now: datetime, lease_until: datetime) -> sa.Executable:
+    """Start an attempt in one statement: the delivery becomes running (one more attempt,
+    a fresh lease), its history row is added, and the event is returned with ``attempt``,
+    ``ordering_key`` and ``record`` (the history row's number). No row: it may not start
+    (``lifecycle.may_start``, of which the WHERE is the SQL form; a test holds them equal).
+    Its row lock makes duplicates of one task wait, then find it running."""
+    return _CLAIM.bindparams(
+        sa.bindparam("event_id", event_id), sa.bindparam("handler", handler),
+        sa.bindparam("now", now, type_=sa.DateTime(timezone=True)),
+        sa.bindparam("lease", lease_until, type_=sa.DateTime(timezone=True)),
+        running=Status.RUNNING.value, dispatched=Status.DISPATCHED.value)
+
+
 def lock_delivery(event_id: str, handler: str) -> sa.Select[Any]:
     return sa.select(deliveries).where(
         deliveries.c.event_id == event_id, deliveries.c.handler == handler).with_for_update()
@@ -136,24 +178,6 @@ def expired_documents(now: datetime, limit: int) -> sa.Select[Any]:
         .where(documents.c.deleted.is_(False), documents.c.expires_at <= now)
         .order_by(documents.c.expires_at)
         .limit(limit)
-    )
-
-
-def start_attempt(event_id: str, handler: str, now: datetime) -> sa.Executable:
-    """A new history row, numbered after every earlier one of the delivery; returns its number.
-
-    Not the delivery's ``attempts``: a redelivery restarts that count, and the history must
-    keep the earlier round's rows (callers hold the delivery's row lock, so numbers are unique).
-    """
-    number = (
-        sa.select(sa.func.coalesce(sa.func.max(attempts.c.attempt), 0) + 1)
-        .where(attempts.c.event_id == event_id, attempts.c.handler == handler)
-        .scalar_subquery()
-    )
-    return (
-        pg.insert(attempts)
-        .values(event_id=event_id, handler=handler, attempt=number, started_at=now)
-        .returning(attempts.c.attempt)
     )
 
 

@@ -29,7 +29,7 @@ from statesync import documents as docs
 from statesync.change import ChangeEventPayload
 from statesync.eventing import statements as ev
 from statesync.eventing.handlers import Event, Handler, Handlers
-from statesync.eventing.lifecycle import Status, after_failure, may_start
+from statesync.eventing.lifecycle import Status, after_failure
 from statesync.store import statements as q
 from statesync.store.commits import Model, commit_steps, emit_steps, run_sync
 
@@ -159,18 +159,12 @@ class DeliveryWorker:
         now = datetime.now(UTC)
         with self.engine.begin() as connection:
             connection.execute(ev.lazy_commit())
-            delivery = connection.execute(ev.lock_delivery(event_id, handler_name)).first()
-            if delivery is None:
-                return None
-            if not may_start(delivery.status, delivery.lease_expires_at, now):
-                return None  # finished, owned by another attempt, or not due: a duplicate task
-            attempt = delivery.attempts + 1
-            connection.execute(ev.set_delivery(
-                event_id, handler_name, status=Status.RUNNING, attempts=attempt, updated_at=now,
-                lease_expires_at=now + timedelta(seconds=self.handler_timeout)))
-            record = connection.execute(ev.start_attempt(event_id, handler_name, now)).scalar_one()
-            row = connection.execute(ev.read_event(event_id)).one()
-        return event_from_row(row, attempt), _Run(attempt, record, delivery.ordering_key)
+            row = connection.execute(ev.claim(
+                event_id, handler_name, now,
+                now + timedelta(seconds=self.handler_timeout))).first()
+        if row is None:
+            return None  # finished, owned by another attempt, or not due: a duplicate task
+        return event_from_row(row, row.attempt), _Run(row.attempt, row.record, row.ordering_key)
 
     def _owned(self, connection: sa.Connection, event_id: str, handler_name: str,
                attempt: int) -> bool:

@@ -1,0 +1,92 @@
+"""The claim statement starts exactly the deliveries the lifecycle says may start."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine
+
+from statesync.config import Settings, psycopg_url
+from statesync.eventing import statements as ev
+from statesync.eventing.lifecycle import Status, may_start
+from statesync.store.commits import emit_steps, run_sync
+
+NOW = datetime.now(UTC)
+LEASES = {"none": None, "past": NOW - timedelta(seconds=5), "future": NOW + timedelta(seconds=5)}
+
+
+@pytest.mark.parametrize("status", list(Status))
+@pytest.mark.parametrize("lease", list(LEASES))
+def test_the_claim_agrees_with_may_start(settings: Settings, status: Status, lease: str) -> None:
+    engine = create_engine(psycopg_url(settings.database_url or ""))
+    try:
+        with engine.begin() as connection:
+            event_id = run_sync(connection, emit_steps("Load.tick", "k", {})).event_id
+            connection.exec_driver_sql(
+                "INSERT INTO statesync_deliveries (event_id, handler, status, attempts, "
+                "max_attempts, event_seq, next_attempt_at, lease_expires_at, created_at, "
+                "updated_at) VALUES (%s, 'h', %s, 1, 5, 1, now(), %s, now(), now())",
+                (event_id, str(status), LEASES[lease]))
+            claimed = connection.execute(ev.claim(
+                event_id, "h", NOW, NOW + timedelta(seconds=10))).first()
+            after = connection.exec_driver_sql(
+                "SELECT status, attempts FROM statesync_deliveries WHERE event_id = %s",
+                (event_id,)).one()
+        expected = may_start(status, LEASES[lease], NOW)
+        assert (claimed is not None) is expected
+        if expected:
+            assert claimed is not None
+            assert (claimed.attempt, claimed.record, str(claimed.id)) == (2, 1, event_id)
+            assert tuple(after) == ("running", 2)
+        else:
+            assert tuple(after) == (str(status), 1)  # untouched
+    finally:
+        engine.dispose()
+
+
+def test_a_claim_waits_for_the_relays_dispatch_to_commit(settings: Settings) -> None:
+    """A worker may get the task before the relay's transaction that marks it dispatched
+    has committed: the claim must wait for it, not read the row as it was and skip."""
+    import threading
+
+    engine = create_engine(psycopg_url(settings.database_url or ""))
+    try:
+        with engine.begin() as connection:
+            event_id = run_sync(connection, emit_steps("Load.tick", "k", {})).event_id
+            connection.exec_driver_sql(
+                "INSERT INTO statesync_deliveries (event_id, handler, status, attempts, "
+                "max_attempts, event_seq, next_attempt_at, created_at, updated_at) "
+                "VALUES (%s, 'h', 'pending', 0, 5, 1, now(), now(), now())", (event_id,))
+        claimed: list[object] = []
+        relay = engine.connect()
+        relay.begin()
+        relay.exec_driver_sql("UPDATE statesync_deliveries SET status = 'dispatched' "
+                              "WHERE event_id = %s", (event_id,))
+
+        def worker() -> None:
+            with engine.begin() as connection:
+                claimed.append(connection.execute(ev.claim(
+                    event_id, "h", datetime.now(UTC),
+                    datetime.now(UTC) + timedelta(seconds=10))).first())
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        waiting = engine.connect()  # the claim is waiting for the relay's row lock
+        try:
+            for _ in range(200):
+                if waiting.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()").scalar():
+                    break
+                thread.join(0.05)  # a bounded wait for the other session to block
+            else:
+                raise AssertionError("the claim never waited for the row lock")
+        finally:
+            waiting.close()
+        relay.commit()
+        relay.close()
+        thread.join(10)
+        assert len(claimed) == 1 and claimed[0] is not None
+    finally:
+        engine.dispose()
