@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
+from statesync import metrics
 from statesync.api.edge import OriginGuard, dev_token_route, edge_middleware
 from statesync.api.gateway import Gateway
 from statesync.api.http import GraphQLHTTP, RequestGuard
@@ -28,6 +29,9 @@ from statesync.api.ws.endpoint import GraphQLWebSocket
 from statesync.auth.credentials import Authenticator
 from statesync.config import Settings
 from statesync.demo.seed import seed_when_listening
+from statesync.errors import StatesyncError
+from statesync.eventing import reads as eventing_reads
+from statesync.eventing.lifecycle import Status
 from statesync.feed.bus import listen
 from statesync.feed.channels import Channels
 from statesync.feed.hub import Hub
@@ -35,6 +39,7 @@ from statesync.feed.sequencer import Sequencer
 from statesync.loader import load_models
 from statesync.models import ModelSpec
 from statesync.runtime import Runtime
+from statesync.store import reads
 from statesync.store.commits import model_table
 from statesync.store.engines import async_engine
 from statesync.supervision import Supervisor
@@ -105,6 +110,19 @@ async def running(settings: Settings, specs: list[ModelSpec], *,
         await feed_engine.dispose()
 
 
+async def scrape_state(runtime: Runtime) -> None:
+    """The figures ``/metrics`` reads from PostgreSQL and the feed when it is scraped."""
+    metrics.SEQUENCER.set(1 if runtime.sequencer.active else 0)
+    async with runtime.connect() as connection:
+        head, _ = await reads.feed_bounds(connection)
+        unrelayed, by_status = await eventing_reads.backlog(connection)
+    metrics.FEED_HEAD.set(head)
+    metrics.FEED_LAG.set(max(0, head - (runtime.hub.last or 0)))
+    metrics.OUTBOX_BACKLOG.set(unrelayed)
+    for status in Status:
+        metrics.DELIVERIES.labels(str(status)).set(by_status.get(status, 0))
+
+
 def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None = None, *,
                companions: Mapping[str, Companion] | None = None,
                seed_demo: bool = False) -> Starlette:
@@ -161,9 +179,25 @@ def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None =
         }
         return Response(orjson.dumps(body), 200 if ready else 503, media_type="application/json")
 
+    async def metrics_page(request: Request) -> Response:
+        """Prometheus text; the admin's only (the admin secret, or an admin JWT as Bearer),
+        since it names models and counts everyone's traffic."""
+        try:
+            identity = await authenticator.identify(request.headers, None)
+        except StatesyncError as exc:
+            return Response(exc.message, 401, headers={"www-authenticate": "Bearer"})
+        if not identity.is_admin:
+            return Response("/metrics is the admin's", 403)
+        current = runtime_ref.get("runtime")
+        if current is not None:
+            await scrape_state(current)
+        body, content_type = metrics.exposition()
+        return Response(body, 200, media_type=content_type)
+
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics_page),
             Route("/graphql", http),
             WebSocketRoute("/graphql", OriginGuard(websockets, settings)),
             *([dev_token_route(settings)] if settings.dev_tokens else []),

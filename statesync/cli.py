@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -68,6 +69,8 @@ def _serve_workers(settings: Settings) -> None:
     from statesync import serving
 
     os.environ.update(environment(settings, {}))
+    # One folder for every process's metrics, so a scrape of any sums them all.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="statesync-metrics-"))
     config = serving.config(serving.APP_FACTORY, settings, factory=True, workers=settings.workers)
     with contextlib.suppress(KeyboardInterrupt):
         Multiprocess(config, sockets=[config.bind_socket()]).run()

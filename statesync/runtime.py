@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from statesync import documents as docs
+from statesync import metrics
 from statesync.access import ModelAccess
 from statesync.config import Settings
 from statesync.errors import ServiceUnavailable
@@ -102,12 +103,14 @@ class Runtime:
                      guard: ModelAccess | None = None, owner: str | None = None) -> CommitResult:
         """Commit one write in its own transaction, then wake the sequencer. ``guard``: the
         writer's rules (None: the admin); ``owner``: who writes (see ``commit_steps``)."""
-        async with self.driver_transaction() as connection:
-            result = await run_asyncpg(connection, commit_steps(
-                self.models, write, mutation_id=mutation_id,
-                max_document_bytes=self.settings.max_document_bytes,
-                max_id_length=self.settings.max_id_length, guard=guard, owner=owner,
-            ))
+        with metrics.COMMIT_SECONDS.labels(write.model).time():
+            async with self.driver_transaction() as connection:
+                result = await run_asyncpg(connection, commit_steps(
+                    self.models, write, mutation_id=mutation_id,
+                    max_document_bytes=self.settings.max_document_bytes,
+                    max_id_length=self.settings.max_id_length, guard=guard, owner=owner,
+                ))
+        metrics.COMMITS.labels(write.model, "REPLAYED" if result.replayed else result.op).inc()
         if not result.replayed:
             await self.wake_sequencer()
         return result

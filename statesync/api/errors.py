@@ -10,6 +10,7 @@ import orjson
 from graphql import GraphQLError
 from strawberry.utils.str_converters import to_camel_case
 
+from statesync import metrics
 from statesync.errors import StatesyncError
 from statesync.validation import describe
 
@@ -39,6 +40,7 @@ def coded(error: GraphQLError) -> GraphQLError:
                                   for p in extensions["problems"]]
         message = describe(extensions["problems"])
     extensions["code"] = code
+    metrics.ERRORS.labels(code).inc()
     return GraphQLError(message, nodes=error.nodes, source=error.source,
                         positions=error.positions, path=error.path, extensions=extensions)
 

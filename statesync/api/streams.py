@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from statesync import metrics
 from statesync.access import ModelAccess
 from statesync.api.context import Context
 from statesync.change import Change
@@ -108,6 +109,7 @@ async def stream(ctx: Context, target: Target, since: str | None, live: Sink | N
     settings = runtime.settings
     async with runtime.hub.subscribe(target.model, target.doc_id, target.where, target.kinds,
                                      settings.subscriber_queue_size) as subscriber:
+        metrics.SUBSCRIPTIONS.inc()
         try:
             if since is not None:
                 last = parse_cursor(since)
@@ -126,7 +128,10 @@ async def stream(ctx: Context, target: Target, since: str | None, live: Sink | N
                     last = delivery.change.cursor
                     yield live_message(delivery)
         except (Overflowed, PrunedSince):
+            metrics.RESYNCS.inc()
             yield Message(op="RESYNC", cursor=max(last, subscriber.passed))
+        finally:
+            metrics.SUBSCRIPTIONS.dec()
 
 
 def _message(op: str, change: Change) -> Message:

@@ -28,3 +28,10 @@ async def deliveries(connection: AsyncConnection, *, status: str | None, handler
                      limit: int) -> list[Any]:
     return list((await connection.execute(q.list_deliveries(
         status=status, handler=handler, limit=limit))).all())
+
+
+async def backlog(connection: AsyncConnection) -> tuple[int, dict[str, int]]:
+    """Events not yet relayed, and deliveries by status (for ``/metrics``)."""
+    unrelayed = (await connection.execute(q.unrelayed_count())).scalar_one()
+    by_status = {row.status: row.n for row in await connection.execute(q.deliveries_by_status())}
+    return int(unrelayed), by_status

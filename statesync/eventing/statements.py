@@ -38,6 +38,15 @@ def unrelayed_events(limit: int) -> sa.Select[Any]:
     )
 
 
+def unrelayed_count() -> sa.Select[Any]:
+    return sa.select(sa.func.count()).select_from(outbox).where(outbox.c.relayed_at.is_(None))
+
+
+def deliveries_by_status() -> sa.Select[Any]:
+    return (sa.select(deliveries.c.status, sa.func.count().label("n"))
+            .group_by(deliveries.c.status))
+
+
 def insert_deliveries(rows: Sequence[dict[str, Any]]) -> sa.Executable:
     return pg.insert(deliveries).values(list(rows)).on_conflict_do_nothing()
 

@@ -6,6 +6,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from statesync import metrics
 from statesync.api.gateway import Gateway
 from statesync.api.ws import legacy_ws, transport_ws
 from statesync.api.ws.session import Session
@@ -37,7 +38,9 @@ class GraphQLWebSocket:
             await socket.close(4406, "Subprotocol not acceptable")
             return
         self.open += 1
+        metrics.WEBSOCKETS.inc()
         try:
             await PROTOCOLS[chosen](socket, self.gateway, websocket).serve()
         finally:
             self.open -= 1
+            metrics.WEBSOCKETS.dec()

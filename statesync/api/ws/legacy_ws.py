@@ -19,7 +19,7 @@ import orjson
 from graphql import ExecutionResult, GraphQLError
 
 from statesync.api.operations import Rejected
-from statesync.api.ws.live import result_payload
+from statesync.api.ws.live import SENT_BY_STREAM, result_payload
 from statesync.api.ws.session import Session, operation_id
 
 PROTOCOL = "graphql-ws"
@@ -76,6 +76,7 @@ class LegacyWS(Session):
         return b'{"id":' + orjson.dumps(op_id) + b',"type":"data","payload":'
 
     async def send_result(self, op_id: str, result: ExecutionResult) -> None:
+        SENT_BY_STREAM.inc()
         await self.socket.send({"id": op_id, "type": "data", "payload": result_payload(result)})
 
     async def send_error(self, op_id: str, errors: list[GraphQLError]) -> None:

@@ -22,11 +22,15 @@ from typing import Any
 import orjson
 from graphql import ExecutionResult, execute_subscription_event
 
+from statesync import metrics
 from statesync.api.context import Context
 from statesync.api.shared_execution import SharedEventExecutor, shared_payloads
 from statesync.api.ws.socket import Socket
 from statesync.feed.subscriber import Delivery, Sink
 from statesync.identity import ADMIN_ROLE
+
+SENT_DIRECTLY = metrics.FRAMES.labels("direct")
+SENT_BY_STREAM = metrics.FRAMES.labels("stream")
 
 
 def result_payload(result: ExecutionResult) -> dict[str, Any]:
@@ -72,7 +76,10 @@ class LiveFrames:
                 if payload is None:
                     return False
                 payloads.put(key, payload)
-            return send_now(prefix + payload + b"}")
+            sent = send_now(prefix + payload + b"}")
+            if sent:
+                SENT_DIRECTLY.inc()
+            return sent
 
         return deliver
 

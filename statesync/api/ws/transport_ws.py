@@ -24,7 +24,7 @@ import orjson
 from graphql import ExecutionResult, GraphQLError
 
 from statesync.api.operations import Rejected
-from statesync.api.ws.live import result_payload
+from statesync.api.ws.live import SENT_BY_STREAM, result_payload
 from statesync.api.ws.session import Session, operation_id
 
 PROTOCOL = "graphql-transport-ws"
@@ -82,6 +82,7 @@ class TransportWS(Session):
         return b'{"id":' + orjson.dumps(op_id) + b',"type":"next","payload":'
 
     async def send_result(self, op_id: str, result: ExecutionResult) -> None:
+        SENT_BY_STREAM.inc()
         await self.socket.send({"id": op_id, "type": "next", "payload": result_payload(result)})
 
     async def send_error(self, op_id: str, errors: list[GraphQLError]) -> None:
