@@ -23,6 +23,7 @@ from statesync.api.http import GraphQLHTTP, RequestGuard
 from statesync.api.limits import QueryLimits
 from statesync.api.operations import OperationCache
 from statesync.api.permissions import PermissionCheck
+from statesync.api.persisted import PersistedQueries
 from statesync.api.quotas import Quotas
 from statesync.api.schema import build_schema
 from statesync.api.ws.endpoint import GraphQLWebSocket
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None =
                                     introspection_for_all=settings.introspection == "all"),
         authenticator=authenticator, rules={spec.name: spec.rules() for spec in specs},
         quotas=Quotas(settings), runtime=runtime, hide_suggestions=not settings.suggestions,
+        persisted=PersistedQueries(settings.operation_cache_bytes),
     )
     http = GraphQLHTTP(gateway, graphiql=settings.graphiql)
     websockets = GraphQLWebSocket(gateway)

@@ -12,6 +12,7 @@ from statesync.access import Access, ModelRules
 from statesync.api.context import Context
 from statesync.api.operations import OperationCache
 from statesync.api.permissions import PermissionCheck
+from statesync.api.persisted import PersistedQueries
 from statesync.api.quotas import Quotas
 from statesync.auth.credentials import Authenticator
 from statesync.identity import Identity
@@ -26,6 +27,7 @@ class Gateway:
     authenticator: Authenticator
     rules: Mapping[str, ModelRules]
     quotas: Quotas
+    persisted: PersistedQueries
     runtime: Callable[[], Runtime]
     hide_suggestions: bool
 

@@ -48,6 +48,7 @@ class GraphQLHTTP:
             refused = BadRequest("GraphQL is served over GET and POST")
             return _answer(error_result(refused), media, 405, {"allow": "GET, POST"})
         if request.method == "GET" and "query" not in request.query_params \
+                and "extensions" not in request.query_params \
                 and _wants_html(request.headers.get("accept", "")):
             if self.graphiql is None:
                 return _answer(error_result(BadRequest("not found")), JSON, 404)
@@ -66,8 +67,11 @@ class GraphQLHTTP:
         runtime = gateway.runtime()
         limits = gateway.operations.limits
         try:
-            prepared = await gateway.operations.prepared(params.get("query"), params.get("operationName"),
+            query, digest = gateway.persisted.query(params.get("query"), params.get("extensions"))
+            prepared = await gateway.operations.prepared(query, params.get("operationName"),
                                                          runtime.pacer)
+            if digest is not None:
+                gateway.persisted.keep(digest, query)  # only what prepared cleanly
             variables = check_variables(params.get("variables"), limits.max_input_depth,
                                         limits.max_input_values)
         except Rejected as rejected:
@@ -98,8 +102,9 @@ class GraphQLHTTP:
 async def _params(request: Request) -> dict[str, Any]:
     if request.method == "GET":
         params: dict[str, Any] = dict(request.query_params)
-        if params.get("variables"):
-            params["variables"] = _json(params["variables"].encode(), "variables")
+        for name in ("variables", "extensions"):  # JSON in a query parameter
+            if params.get(name):
+                params[name] = _json(params[name].encode(), name)
         return params
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != JSON:
