@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from statesync.config import Settings, psycopg_url
 from statesync.eventing import statements as ev
@@ -16,18 +16,25 @@ NOW = datetime.now(UTC)
 LEASES = {"none": None, "past": NOW - timedelta(seconds=5), "future": NOW + timedelta(seconds=5)}
 
 
+def delivery(connection: Connection, status: str, attempts: int,
+             lease: datetime | None) -> str:
+    """An event and its one delivery, to handler "h", as the relay would have left it."""
+    event_id: str = run_sync(connection, emit_steps("Load.tick", "k", {})).event_id
+    connection.exec_driver_sql(
+        "INSERT INTO statesync_deliveries (event_id, handler, status, attempts, max_attempts, "
+        "event_seq, next_attempt_at, lease_expires_at, created_at, updated_at) "
+        "VALUES (%s, 'h', %s, %s, 5, 1, now(), %s, now(), now())",
+        (event_id, status, attempts, lease))
+    return event_id
+
+
 @pytest.mark.parametrize("status", list(Status))
 @pytest.mark.parametrize("lease", list(LEASES))
 def test_the_claim_agrees_with_may_start(settings: Settings, status: Status, lease: str) -> None:
     engine = create_engine(psycopg_url(settings.database_url or ""))
     try:
         with engine.begin() as connection:
-            event_id = run_sync(connection, emit_steps("Load.tick", "k", {})).event_id
-            connection.exec_driver_sql(
-                "INSERT INTO statesync_deliveries (event_id, handler, status, attempts, "
-                "max_attempts, event_seq, next_attempt_at, lease_expires_at, created_at, "
-                "updated_at) VALUES (%s, 'h', %s, 1, 5, 1, now(), %s, now(), now())",
-                (event_id, str(status), LEASES[lease]))
+            event_id = delivery(connection, str(status), 1, LEASES[lease])
             claimed = connection.execute(ev.claim(
                 event_id, "h", NOW, NOW + timedelta(seconds=10))).first()
             after = connection.exec_driver_sql(
@@ -53,11 +60,7 @@ def test_a_claim_waits_for_the_relays_dispatch_to_commit(settings: Settings) -> 
     engine = create_engine(psycopg_url(settings.database_url or ""))
     try:
         with engine.begin() as connection:
-            event_id = run_sync(connection, emit_steps("Load.tick", "k", {})).event_id
-            connection.exec_driver_sql(
-                "INSERT INTO statesync_deliveries (event_id, handler, status, attempts, "
-                "max_attempts, event_seq, next_attempt_at, created_at, updated_at) "
-                "VALUES (%s, 'h', 'pending', 0, 5, 1, now(), now(), now())", (event_id,))
+            event_id = delivery(connection, "pending", 0, None)
         claimed: list[object] = []
         relay = engine.connect()
         relay.begin()

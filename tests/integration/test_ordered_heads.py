@@ -22,19 +22,10 @@ from statesync.eventing.celery_app import build_worker
 from statesync.eventing.entry import build_relay
 from statesync.eventing.relay import Relay
 from statesync.eventing.statements import due_deliveries
-from statesync.store.commits import emit_steps, run_async
+from tests.integration.conftest import emit_events
 from tests.integration.test_relay import HANDLERS
 
 HANDLER = "ordered_sink"
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(settings.database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 @pytest.fixture
@@ -52,16 +43,6 @@ async def relay(ordered_settings: Settings) -> AsyncIterator[Relay]:
         yield relay
     finally:
         relay.broker.close()  # type: ignore[attr-defined]
-        await engine.dispose()
-
-
-async def emit(settings: Settings, keys: list[str]) -> None:
-    engine = create_async_engine(asyncpg_url(settings.database_url or ""))
-    try:
-        async with engine.begin() as connection:
-            for key in keys:
-                await run_async(connection, emit_steps("Load.tick", key, {"key": key}))
-    finally:
         await engine.dispose()
 
 
@@ -91,7 +72,7 @@ async def sent(settings: Settings) -> list[str]:
 
 async def test_only_each_keys_head_is_sent_and_its_end_lets_the_next_go(
         ordered_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
-    await emit(ordered_settings, ["a", "b", "a", "a", "b"])
+    await emit_events(ordered_settings, ["a", "b", "a", "a", "b"])
     await drain(relay)
     statuses = await by_status(db)
     heads = statuses["dispatched"]
@@ -115,7 +96,7 @@ async def test_only_each_keys_head_is_sent_and_its_end_lets_the_next_go(
     assert len(queued) == 1 and queued[0] != first_a
 
     # Events keep arriving behind a running head: they wait too.
-    await emit(ordered_settings, ["b"])
+    await emit_events(ordered_settings, ["b"])
     await drain(relay)
     assert [key for key, _ in (await by_status(db))["waiting"]] == ["a", "b", "b"]
     worker.engine.dispose()
@@ -125,7 +106,7 @@ async def test_the_due_query_scans_no_waiting_row(
         ordered_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
     # 100k deliveries of one key: one head dispatched, the rest waiting, as a backlog
     # behind one slow document leaves them.
-    await emit(ordered_settings, ["hot"])
+    await emit_events(ordered_settings, ["hot"])
     await drain(relay)
     event_id = await db.fetchval("SELECT event_id FROM statesync_deliveries")
     # (one event, 100k handler names: the rows only have to be there, in the index's way)

