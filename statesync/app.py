@@ -203,7 +203,7 @@ def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None =
             Route("/graphql", http),
             WebSocketRoute("/graphql", OriginGuard(websockets, settings)),
             *([dev_token_route(settings)] if settings.dev_tokens else []),
-            *static_routes(specs, demo=settings.demo),
+            *static_routes(specs, demo=settings.demo, graphiql=settings.graphiql),
         ],
         lifespan=lifespan,
         middleware=edge_middleware(settings),

@@ -10,6 +10,8 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from statesync.graphiql import PREFIX as GRAPHIQL_PREFIX
+from statesync.graphiql import VENDOR as GRAPHIQL_VENDOR
 from statesync.models import ModelSpec
 
 # clients/js in a checkout; statesync/_client in an installed wheel (see pyproject.toml).
@@ -23,7 +25,7 @@ def demo_fits(specs: list[ModelSpec]) -> bool:
     return {spec.name for spec in specs} >= DEMO_MODELS
 
 
-def static_routes(specs: list[ModelSpec], *, demo: bool) -> list[BaseRoute]:
+def static_routes(specs: list[ModelSpec], *, demo: bool, graphiql: bool = False) -> list[BaseRoute]:
     async def client_module(request: Request) -> Response:
         return FileResponse(CLIENT_DIR / "statesync.js", media_type="text/javascript")
 
@@ -32,6 +34,9 @@ def static_routes(specs: list[ModelSpec], *, demo: bool) -> list[BaseRoute]:
         Route("/client/statesync.js", client_module),
         Mount("/client/vendor", StaticFiles(directory=CLIENT_DIR / "vendor"), name="client-vendor"),
     ]
+    if graphiql:  # the page at /graphql loads these instead of a CDN's
+        routes.append(Mount(GRAPHIQL_PREFIX.rstrip("/"), StaticFiles(directory=GRAPHIQL_VENDOR),
+                            name="graphiql"))
     if demo and demo_fits(specs):
 
         async def board(request: Request) -> Response:

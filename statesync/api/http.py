@@ -18,7 +18,6 @@ from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.http.ides import get_graphql_ide_html
 
 from statesync.api import wire
 from statesync.api.errors import coded
@@ -26,6 +25,7 @@ from statesync.api.execution import check_variables, error_result, execute
 from statesync.api.gateway import Gateway
 from statesync.api.operations import Rejected
 from statesync.errors import BadRequest, Forbidden, StatesyncError, Unauthenticated
+from statesync.graphiql import offline_page
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -34,7 +34,7 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 class GraphQLHTTP:
     def __init__(self, gateway: Gateway, *, graphiql: bool) -> None:
         self.gateway = gateway
-        self.graphiql = get_graphql_ide_html("graphiql") if graphiql else None
+        self.graphiql = offline_page() if graphiql else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)

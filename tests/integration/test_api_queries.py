@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from statesync.config import Settings
+from statesync.models import ModelSpec
 from tests.conftest import RunningServer
 from tests.support import GraphQLClient
 
@@ -415,3 +417,21 @@ async def test_foreign_or_garbage_cursor_is_invalid(client: GraphQLClient) -> No
     # the cursor still works where it belongs
     rest = (await client.data(PRODUCTS, {"orderBy": by_price, "first": 10, "after": cursor}))
     assert [n["id"] for n in rest["products"]["nodes"]] == ["p-b", "p-d", "p-c"]
+
+
+async def test_graphiql_and_its_assets_are_served_by_the_api(
+        settings: Settings, demo_models: list[ModelSpec]) -> None:
+    import httpx
+
+    from statesync.graphiql import ASSETS, PREFIX, VENDOR
+    from tests.conftest import serve
+
+    async with serve(settings.model_copy(update={"graphiql": True}), demo_models) as server, \
+               httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        page = await http.get("/graphql", headers={"accept": "text/html"})
+        assert page.status_code == 200 and "graphiql.min.js" in page.text
+        assert "unpkg.com" not in page.text
+        for name in ASSETS.values():
+            asset = await http.get(PREFIX + name)
+            assert asset.status_code == 200, name
+            assert asset.content == (VENDOR / name).read_bytes(), name
