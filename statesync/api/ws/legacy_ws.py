@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import orjson
 from graphql import ExecutionResult, GraphQLError
 
-from statesync.api.operations import Rejected
 from statesync.api.ws.live import SENT_BY_STREAM, result_payload
 from statesync.api.ws.session import Session, operation_id
 
@@ -53,18 +52,7 @@ class LegacyWS(Session):
             await self.socket.close(4401, "Unauthorized")
             return
         await self.stop_and_wait(op_id)  # a start with a running id replaces that operation
-        payload = message.get("payload")
-        try:
-            prepared = await self.prepare(payload)
-        except Rejected as rejected:
-            await self.send_error(op_id, rejected.errors)
-            return
-        assert isinstance(payload, dict)
-        forbidden = self.forbidden(prepared)
-        if forbidden:
-            await self.send_error(op_id, forbidden)
-            return
-        self.start(op_id, prepared, payload.get("variables"))
+        await self.begin(op_id, message.get("payload"))
 
     async def handle_stop(self, message: dict[str, Any]) -> None:
         self.stop(operation_id(message))

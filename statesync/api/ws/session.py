@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 from statesync.api.context import Context
 from statesync.api.execution import check_variables, error_result, execute, failure, subscribe
 from statesync.api.gateway import Gateway
-from statesync.api.operations import Prepared
+from statesync.api.operations import Prepared, Rejected
 from statesync.api.quotas import TooManyWebsockets
 from statesync.api.ws.live import LiveFrames
 from statesync.api.ws.socket import ProtocolViolation, Socket
@@ -149,6 +149,29 @@ class Session(ABC):
             raise ProtocolViolation("the payload must be a JSON object")
         return await self.operations.prepared(payload.get("query"), payload.get("operationName"),
                                               self.context.runtime.pacer)
+
+    async def begin(self, op_id: str, payload: object) -> None:
+        """Prepare and start the operation a start/subscribe message asks for; what may not
+        start is answered with an error message (a protocol mistake as the protocol says:
+        :meth:`malformed`)."""
+        try:
+            prepared = await self.prepare(payload)
+        except Rejected as rejected:
+            if rejected.protocol_error:
+                await self.malformed(op_id, rejected)
+            else:
+                await self.send_error(op_id, rejected.errors)
+            return
+        assert isinstance(payload, Mapping)  # prepare() refused anything else
+        forbidden = self.forbidden(prepared)
+        if forbidden:
+            await self.send_error(op_id, forbidden)
+            return
+        self.start(op_id, prepared, payload.get("variables"))
+
+    async def malformed(self, op_id: str, rejected: Rejected) -> None:
+        """A start whose payload is not the protocol's (graphql-ws answers with an error)."""
+        await self.send_error(op_id, rejected.errors)
 
     def forbidden(self, prepared: Prepared) -> list[GraphQLError]:
         """What this connection's identity may not select in ``prepared``."""

@@ -59,21 +59,10 @@ class TransportWS(Session):
         if op_id in self.running:
             await self.socket.close(4409, f"Subscriber for {op_id} already exists")
             return
-        payload = message.get("payload")
-        try:
-            prepared = await self.prepare(payload)
-        except Rejected as rejected:
-            if rejected.protocol_error:
-                await self.socket.close(4400, rejected.errors[0].message)
-            else:
-                await self.send_error(op_id, rejected.errors)
-            return
-        assert isinstance(payload, dict)
-        forbidden = self.forbidden(prepared)
-        if forbidden:
-            await self.send_error(op_id, forbidden)
-            return
-        self.start(op_id, prepared, payload.get("variables"))
+        await self.begin(op_id, message.get("payload"))
+
+    async def malformed(self, op_id: str, rejected: Rejected) -> None:
+        await self.socket.close(4400, rejected.errors[0].message)  # the reference server's code
 
     async def handle_complete(self, message: dict[str, Any]) -> None:
         self.stop(operation_id(message))
