@@ -113,7 +113,6 @@ async def running(settings: Settings, specs: list[ModelSpec], *,
 
 async def scrape_state(runtime: Runtime) -> None:
     """The figures ``/metrics`` reads from PostgreSQL and the feed when it is scraped."""
-    metrics.SEQUENCER.set(1 if runtime.sequencer.active else 0)
     async with runtime.connect() as connection:
         head, _ = await reads.feed_bounds(connection)
         unrelayed, by_status = await eventing_reads.backlog(connection)

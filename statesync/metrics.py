@@ -35,7 +35,7 @@ RESYNCS = Counter("statesync_resyncs", "Subscriptions told RESYNC (a slow reader
 SUBSCRIPTIONS = Gauge("statesync_subscriptions", "Subscriptions open.",
                       multiprocess_mode="livesum")
 WEBSOCKETS = Gauge("statesync_websockets", "Websockets open.", multiprocess_mode="livesum")
-SEQUENCER = Gauge("statesync_sequencer_active", "1 in the process that sequences the feed.",
+SEQUENCER = Gauge("statesync_sequencer_active", "1 while this process sequences the feed.",
                   multiprocess_mode="livemax")
 # Read from the database at scrape time; every process reads the same rows.
 FEED_HEAD = Gauge("statesync_feed_head_cursor", "The feed's last sequenced cursor.",

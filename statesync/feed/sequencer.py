@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from statesync import metrics
 from statesync.change import Change, encode_batch
 from statesync.feed.channels import Channels
 from statesync.store import statements as q
@@ -53,10 +54,12 @@ class Sequencer:
                     try:
                         await self._acquire(connection)
                         self.active = True
+                        metrics.SEQUENCER.set(1)
                         log.info("sequencer active")
                         await self._sequence_forever(connection)
                     finally:
                         self.active = False
+                        metrics.SEQUENCER.set(0)
                         # The advisory lock belongs to the session, not to this checkout: back
                         # in the pool, the connection would hold it forever and no sequencer
                         # (ours included) could take the role again. Close it instead.
