@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from statesync import metrics
+from statesync import logs, metrics
 from statesync.api.edge import OriginGuard, dev_token_route, edge_middleware
 from statesync.api.gateway import Gateway
 from statesync.api.http import GraphQLHTTP, RequestGuard
@@ -218,4 +218,6 @@ def create_app(settings: Settings | None = None, specs: list[ModelSpec] | None =
 def app_from_environment() -> Starlette:
     """The API of ``statesync serve --workers N``: each worker process builds its own, from
     the STATESYNC_* variables the command set."""
-    return create_app(Settings())
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)  # a fresh interpreter
+    return create_app(settings)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import sys
 import tempfile
@@ -15,6 +14,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from statesync import logs
 from statesync.config import Settings, environment
 from statesync.processes import supervised
 
@@ -34,8 +34,8 @@ def _settings(schema: Path | None = None, **overrides: object) -> Settings:
     return settings.model_copy(update=updates)
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def _logging(settings: Settings) -> None:
+    logs.configure(settings.log_level, settings.log_format)
 
 
 def _serve(settings: Settings, *, with_relay: bool = False, seed_demo: bool = False) -> None:
@@ -85,7 +85,7 @@ def dev(
     """Run everything on this machine: embedded PostgreSQL and Redis (unless URLs are set),
     migrations, a Celery worker and beat, and the API with GraphiQL and the demo board."""
     settings = _dev_settings(_settings(schema, port=port, data_dir=data_dir, demo=True))
-    _logging(settings.log_level)
+    _logging(settings)
     with contextlib.ExitStack() as stack:
         if not settings.database_url or not settings.redis_url:
             from statesync.embedded import redis_server, start_postgres
@@ -138,7 +138,7 @@ def serve(
     """Production entry: run migrations, then the API (and a sequencer candidate) on uvicorn.
     Needs STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL; embeds nothing."""
     settings = _settings(schema, host=host, port=port, workers=workers)
-    _logging(settings.log_level)
+    _logging(settings)
     if not settings.database_url or not settings.redis_url:
         typer.echo("statesync serve needs STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL", err=True)
         raise typer.Exit(2)
@@ -186,7 +186,7 @@ def relay() -> None:
     from statesync.eventing.entry import run_relay
 
     settings = Settings()
-    _logging(settings.log_level)
+    _logging(settings)
     _require_urls(settings, "relay")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_relay(settings))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -268,6 +269,8 @@ class Settings(BaseSettings):
         description="Serve the demo order board at / (`statesync dev` turns it on for the demo schema).",
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`text` lines, or one JSON object a line with the request id.")
 
 
 def environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:

@@ -144,6 +144,7 @@ def config(app: ASGIApp | str, settings: Settings, *, host: str | None = None,
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers propagate to statesync's one handler (logs.py)
         **options,
     )
     setattr(made, HEADER_TIMEOUT, settings.http_header_timeout)

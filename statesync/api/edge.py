@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from urllib.parse import urlsplit
 
 import orjson
@@ -20,12 +22,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from statesync.auth.dev import mint
 from statesync.config import Settings, listed
 from statesync.errors import BadInput
+from statesync.logs import REQUEST_ID
 from statesync.values import check_id
 
 CLIENT_HEADERS = ["authorization", "content-type", "x-statesync-role", "x-statesync-admin-secret",
@@ -89,8 +92,40 @@ class OriginGuard:
         await WebSocket(scope, receive, send).close(1008)
 
 
+REQUEST_ID_HEADER = b"x-request-id"
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIds:
+    """Every request and websocket gets an id: the client's ``X-Request-Id`` when it is a
+    sane one, else a new one. It is in every log line logged while serving it
+    (``statesync.logs``), and an HTTP answer carries it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
+        request_id = given.decode() if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (REQUEST_ID_HEADER, request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
+        finally:
+            REQUEST_ID.reset(token)
+
+
 def edge_middleware(settings: Settings) -> list[Middleware]:
-    middleware = [Middleware(HostGuard, allowed=listed(settings.allowed_hosts))]
+    middleware = [Middleware(RequestIds), Middleware(HostGuard, allowed=listed(settings.allowed_hosts))]
     origins = listed(settings.cors_origins)
     if origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],

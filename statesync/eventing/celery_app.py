@@ -14,7 +14,9 @@ from typing import Any
 
 import redis
 from celery import Celery
+from celery.signals import setup_logging
 
+from statesync import logs
 from statesync.config import Settings
 from statesync.eventing.handlers import Handlers, load_handlers
 from statesync.eventing.lifecycle import Status
@@ -54,6 +56,12 @@ def create_celery(settings: Settings) -> Celery:
         },
     )
     app.conf.statesync_settings = settings
+
+    def one_log_format(**_: Any) -> None:
+        # Connected, this replaces Celery's own logging setup in its worker and beat.
+        logs.configure(settings.log_level, settings.log_format)
+
+    setup_logging.connect(one_log_format, weak=False)
 
     @app.task(name=DELIVER)  # type: ignore[untyped-decorator]
     def deliver(event_id: str, handler: str) -> str:

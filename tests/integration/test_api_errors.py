@@ -207,3 +207,16 @@ async def test_unreadable_requests_write_nothing(client: GraphQLClient, database
         assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
     assert await row_counts(database_url) == before
     assert (await client.data(ORDER, {"id": "o1"}))["order"] == doc
+
+
+async def test_a_request_id_is_sent_back_and_made_up_when_missing(server: RunningServer) -> None:
+    import httpx
+
+    body = {"query": "{ __typename }"}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        given = await http.post("/graphql", json=body, headers={"x-request-id": "trace-42"})
+        made = await http.post("/graphql", json=body)
+        hostile = await http.post("/graphql", json=body, headers={"x-request-id": "a b;" * 50})
+    assert given.headers["x-request-id"] == "trace-42"
+    assert len(made.headers["x-request-id"]) == 32
+    assert len(hostile.headers["x-request-id"]) == 32  # replaced: never echoed into the logs
