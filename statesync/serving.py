@@ -121,6 +121,11 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
                 self.transport.abort()
                 raise ClientDisconnected from None
         await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A denial response (503 when full, say) is a whole answer. uvicorn's sans-io
+            # protocol only counts an accept as one, and would log "ASGI callable returned
+            # without completing handshake" as an error for every refused socket.
+            self.handshake_complete = True
 
 
 # The timeouts ride on uvicorn's Config, which worker processes receive pickled.
