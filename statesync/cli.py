@@ -35,7 +35,7 @@ def _settings(schema: Path | None = None, **overrides: object) -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log_level, settings.log_format, quiet=settings.quiet_logs)
 
 
 def _serve(settings: Settings, *, with_relay: bool = False, seed_demo: bool = False) -> None:
@@ -117,7 +117,7 @@ def _dev_settings(settings: Settings) -> Settings:
     explicit = settings.model_fields_set
     made = dev_secrets(settings.data_dir)
     updates: dict[str, object] = {"graphiql": True, "introspection": "all", "suggestions": True,
-                                  "dev_tokens": True}
+                                  "dev_tokens": True, "quiet_logs": True}
     if "open_access" not in explicit:
         updates["open_access"] = True
     if not settings.admin_secret:
@@ -157,7 +157,8 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 def _celery_args(settings: Settings, command: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "statesync.celery_app", command,
+    quiet = ["--quiet"] if settings.quiet_logs else []  # no banner
+    return [sys.executable, "-m", "celery", "-A", "statesync.celery_app", *quiet, command,
             "--loglevel", settings.log_level]
 
 

