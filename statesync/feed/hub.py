@@ -57,8 +57,6 @@ class Hub:
         self.last: int | None = None  # the last cursor delivered; None until started
         self.ready = asyncio.Event()
         self._watches: set[SeqWatch] = set()
-        # Deliveries a subscriber's sink sent straight from the dispatch loop (the fast path).
-        self.sent_directly = 0
 
     @property
     def subscriber_count(self) -> int:
@@ -142,10 +140,8 @@ class Hub:
     def _dispatch(self, change: Change) -> None:
         for watch in self._watches:
             watch.mark(change.seq, change.cursor)
-        sent = 0
         for subscriber in self._by_document.get((change.model, change.doc_id), ()):
-            sent += subscriber.offer(change)
+            subscriber.offer(change)
         for subscriber in self._by_model.get(change.model, ()):
-            sent += subscriber.offer(change)
-        self.sent_directly += sent
+            subscriber.offer(change)
         self.last = change.cursor

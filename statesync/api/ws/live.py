@@ -58,10 +58,11 @@ class LiveFrames:
         """A sink for the hub; ``to_root`` turns a delivery into the GraphQL root value the
         selection is executed against."""
         executor = self.executor
+        if executor is None:
+            return None
         access = self.context.access
-        rendering = None if executor is None else executor.rendering(
-            access.role if access is not None else ADMIN_ROLE)
-        if executor is None or rendering is None:
+        rendering = executor.rendering(access.role if access is not None else ADMIN_ROLE)
+        if rendering is None:
             return None
         payloads = shared_payloads(self.context.runtime)
         prefix, send_now, running = self.prefix, self.socket.send_now, self.running
