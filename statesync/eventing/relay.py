@@ -76,14 +76,13 @@ class Relay:
         self._wake = asyncio.Event()
         self.active = False
         self.sent = 0  # deliveries dispatched by this process, for /healthz and benchmarks
-        self.failures = 0  # rounds that failed and were tried again, for /healthz and tests
 
     async def run(self) -> None:
-        """Relay until cancelled; never returns and never raises anything else."""
+        """Relay until cancelled; never returns and never raises anything else (holding the
+        role never ends but by an error, which is retried for ever)."""
         holding = AsyncRetrying(retry=retry_if_exception(_any_failure), before_sleep=self._failed,
                                 wait=wait_random_exponential(BACKOFF_START, BACKOFF_MAX))
-        while True:  # tenacity gives up never; the loop only restarts its statistics
-            await holding(self._hold_role)
+        await holding(self._hold_role)
 
     async def _hold_role(self) -> None:
         lock = await asyncpg.connect(self._database_url)
@@ -99,7 +98,6 @@ class Relay:
                 await lock.close()
 
     def _failed(self, state: RetryCallState) -> None:
-        self.failures += 1
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
         delay = state.upcoming_sleep
@@ -186,6 +184,7 @@ class Relay:
                 ev.expired_leases(now, BATCH, Status.DISPATCHED))).all()
             if unstarted and not await asyncio.to_thread(self.broker.nothing_queued):
                 unstarted = []
+            freed: set[str] = set()  # keys whose dead head lets the next delivery go
             for row in (*stale, *unstarted):
                 status = after_lost_lease(row.status, row.attempts, row.max_attempts)
                 error = lost_lease_error(row.status)
@@ -193,18 +192,17 @@ class Relay:
                     row.event_id, row.handler, updated_at=now, lease_expires_at=None,
                     status=status, next_attempt_at=now,
                     finished_at=now if status is Status.DEAD else None, last_error=error))
+                if status is Status.DEAD and row.ordering_key is not None:
+                    freed.add(row.ordering_key)
                 if row.status == Status.RUNNING:  # its attempt will never report: close it here
                     await connection.execute(ev.abandon_attempt(row.event_id, row.handler, now,
                                                                status, error))
-        # A dead head lets its key's next delivery go. In a transaction of its own: the key
-        # locks are taken before any row lock, as everywhere else.
-        freed = sorted({row.ordering_key for row in stale if row.ordering_key is not None
-                        and after_lost_lease(row.status, row.attempts, row.max_attempts)
-                        is Status.DEAD})
+        # In a transaction of its own: the key locks are taken before any row lock, as
+        # everywhere else.
         if freed:
             async with self._engine.begin() as connection:  # durable: a lost one strands the key
-                await connection.execute(ev.lock_keys(freed))
-                await connection.execute(ev.promote_heads(freed, now))
+                await connection.execute(ev.lock_keys(sorted(freed)))
+                await connection.execute(ev.promote_heads(sorted(freed), now))
         return len(stale) + len(unstarted)
 
     async def _dispatch(self) -> int:
