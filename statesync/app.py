@@ -219,6 +219,5 @@ def app_from_environment() -> Starlette:
     """The API of ``statesync serve --workers N``: each worker process builds its own, from
     the STATESYNC_* variables the command set."""
     settings = Settings()
-    logs.configure(settings.log_level, settings.log_format,  # a fresh interpreter
-                   quiet=settings.quiet_logs)
+    logs.configure(settings)  # a fresh interpreter
     return create_app(settings)

@@ -34,10 +34,6 @@ def _settings(schema: Path | None = None, **overrides: object) -> Settings:
     return settings.model_copy(update=updates)
 
 
-def _logging(settings: Settings) -> None:
-    logs.configure(settings.log_level, settings.log_format, quiet=settings.quiet_logs)
-
-
 def _serve(settings: Settings, *, with_relay: bool = False, seed_demo: bool = False) -> None:
     from statesync import serving
     from statesync.app import create_app
@@ -47,12 +43,12 @@ def _serve(settings: Settings, *, with_relay: bool = False, seed_demo: bool = Fa
     if settings.workers > 1:
         _serve_workers(settings)
         return
-    if with_relay:
+    companions = None
+    if with_relay:  # imported only then: `statesync serve` carries no Celery
         from statesync.eventing.entry import relay_beside
 
-        app = create_app(settings, companions={"relay": relay_beside}, seed_demo=seed_demo)
-    else:
-        app = create_app(settings, seed_demo=seed_demo)
+        companions = {"relay": relay_beside}
+    app = create_app(settings, companions=companions, seed_demo=seed_demo)
     server = uvicorn.Server(serving.config(app, settings))
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
         server.run()
@@ -85,7 +81,7 @@ def dev(
     """Run everything on this machine: embedded PostgreSQL and Redis (unless URLs are set),
     migrations, a Celery worker and beat, and the API with GraphiQL and the demo board."""
     settings = _dev_settings(_settings(schema, port=port, data_dir=data_dir, demo=True))
-    _logging(settings)
+    logs.configure(settings)
     with contextlib.ExitStack() as stack:
         if not settings.database_url or not settings.redis_url:
             from statesync.embedded import redis_server, start_postgres
@@ -138,7 +134,7 @@ def serve(
     """Production entry: run migrations, then the API (and a sequencer candidate) on uvicorn.
     Needs STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL; embeds nothing."""
     settings = _settings(schema, host=host, port=port, workers=workers)
-    _logging(settings)
+    logs.configure(settings)
     if not settings.database_url or not settings.redis_url:
         typer.echo("statesync serve needs STATESYNC_DATABASE_URL and STATESYNC_REDIS_URL", err=True)
         raise typer.Exit(2)
@@ -187,7 +183,7 @@ def relay() -> None:
     from statesync.eventing.entry import run_relay
 
     settings = Settings()
-    _logging(settings)
+    logs.configure(settings)
     _require_urls(settings, "relay")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_relay(settings))

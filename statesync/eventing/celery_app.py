@@ -59,7 +59,7 @@ def create_celery(settings: Settings) -> Celery:
 
     def one_log_format(**_: Any) -> None:
         # Connected, this replaces Celery's own logging setup in its worker and beat.
-        logs.configure(settings.log_level, settings.log_format, quiet=settings.quiet_logs)
+        logs.configure(settings)
 
     setup_logging.connect(one_log_format, weak=False)
 
