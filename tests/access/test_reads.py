@@ -207,3 +207,23 @@ async def test_admin_secret_and_roles(api: RunningServer, as_: Clients) -> None:
 
 def _ids(page: dict[str, Any]) -> list[str]:
     return [n["id"] for n in page["nodes"]]
+
+
+async def test_the_fast_path_never_hands_one_roles_frame_to_another(
+        api: RunningServer, as_: Clients, token: Tokens) -> None:
+    """The same query text, live, for the admin and for a reader: each change is rendered
+    once per role, so what the reader may not know (which fields changed) stays out of her
+    frame whichever of the two the hub serves first."""
+    ada, _ = await notes_of_ada(as_)
+    watch = "subscription { notes { op id changedFields } }"
+    reader = {"headers": {"authorization": f"Bearer {token('rita', 'reader')}"}}
+    admin = {"headers": {"x-statesync-admin-secret": ADMIN_SECRET}}
+    async with Subscriptions.connect(api.ws_url, reader) as rita, \
+               Subscriptions.connect(api.ws_url, admin) as root:
+        hers, mine = await rita.subscribe(watch), await root.subscribe(watch)
+        assert (await rita.next(hers))["op"] == (await root.next(mine))["op"] == "SNAPSHOT"
+        for secret in ("one", "two", "three"):  # several changes: either may render first
+            await ada.data('mutation($s: String) { updateNote(id: "n1", patch: {secret: $s}) '
+                           "{ version } }", {"s": secret})
+            assert (await root.next(mine))["changedFields"] == ["secret"]
+            assert (await rita.next(hers))["changedFields"] == []

@@ -92,6 +92,16 @@ async def each_ran_once(db: asyncpg.Connection, count: int) -> None:
                                                             if r["n"] != 1 or not r["ok"]][:3]
 
 
+async def active_relay(settings: Settings, start_relay: Callable[[Settings], RelayProcess],
+                       **overrides: object) -> tuple[Settings, RelayProcess]:
+    """A `statesync relay` on the sink handler with a short dispatch timeout, holding its role."""
+    relay_settings = settings.model_copy(update={
+        "workers_path": HANDLERS / "sink.py", "dispatch_timeout": DISPATCH_TIMEOUT, **overrides})
+    relay = start_relay(relay_settings)
+    await eventually(lambda: logged_active(relay), what="the relay to take its role")
+    return relay_settings, relay
+
+
 def alive(relay: RelayProcess, pid: int) -> None:
     assert relay.process.pid == pid and relay.process.poll() is None, "".join(relay.lines[-30:])
 
@@ -100,11 +110,7 @@ async def test_a_broker_outage_neither_kills_the_relay_nor_loses_what_the_broker
         settings: Settings, db: asyncpg.Connection, broker: RestartableRedis,
         start_relay: Callable[[Settings], RelayProcess],
         start_worker: Callable[..., Awaitable[CeleryWorker]]) -> None:
-    relay_settings = settings.model_copy(update={
-        "broker_url": broker.url, "workers_path": HANDLERS / "sink.py",
-        "dispatch_timeout": DISPATCH_TIMEOUT})
-    relay = start_relay(relay_settings)
-    await eventually(lambda: logged_active(relay), what="the relay to take its role")
+    relay_settings, relay = await active_relay(settings, start_relay, broker_url=broker.url)
     pid = relay.process.pid
 
     # Sent while no worker consumes: the tasks wait in the broker, which then dies with them.
@@ -113,7 +119,8 @@ async def test_a_broker_outage_neither_kills_the_relay_nor_loses_what_the_broker
     broker.kill()
     # Committed while the broker is down: the relay cannot send them, and must not die.
     await emit_events(relay_settings, [f"during{n}" for n in range(10)])
-    await eventually(lambda: _logged(relay, "relay round failed"), what="a failed send logged")
+    await eventually(lambda: _count_logged(relay, "relay round failed", 1),
+                     what="a failed send logged")
     alive(relay, pid)
 
     broker.start()
@@ -147,10 +154,7 @@ async def test_postgres_dropping_the_relays_connections_does_not_kill_it(
         settings: Settings, db: asyncpg.Connection,
         start_relay: Callable[[Settings], RelayProcess],
         start_worker: Callable[..., Awaitable[CeleryWorker]]) -> None:
-    relay_settings = settings.model_copy(update={"workers_path": HANDLERS / "sink.py",
-                                                 "dispatch_timeout": DISPATCH_TIMEOUT})
-    relay = start_relay(relay_settings)
-    await eventually(lambda: logged_active(relay), what="the relay to take its role")
+    relay_settings, relay = await active_relay(settings, start_relay)
     pid = relay.process.pid
     await start_worker(relay_settings)
     await emit_events(relay_settings, [f"before{n}" for n in range(5)])
@@ -174,10 +178,6 @@ async def _is(read: Callable[[], Awaitable[dict[str, int]]], expected: dict[str,
     return await read() == expected
 
 
-async def _logged(process: RelayProcess, text: str) -> bool:
-    return any(text in line for line in process.lines)
-
-
 async def _count_logged(process: RelayProcess, text: str, count: int) -> bool:
     return sum(text in line for line in process.lines) >= count
 
@@ -196,10 +196,7 @@ def restart_embedded_postgres() -> None:
 async def test_a_postgres_restart_neither_kills_the_relay_nor_the_worker(
         settings: Settings, start_relay: Callable[[Settings], RelayProcess],
         start_worker: Callable[..., Awaitable[CeleryWorker]]) -> None:
-    relay_settings = settings.model_copy(update={"workers_path": HANDLERS / "sink.py",
-                                                 "dispatch_timeout": DISPATCH_TIMEOUT})
-    relay = start_relay(relay_settings)
-    await eventually(lambda: logged_active(relay), what="the relay to take its role")
+    relay_settings, relay = await active_relay(settings, start_relay)
     pid = relay.process.pid
     worker = await start_worker(relay_settings)
     await emit_events(relay_settings, [f"before{n}" for n in range(5)])
