@@ -1,6 +1,7 @@
 """statesync: typed state documents in Postgres, committed through GraphQL, live over subscriptions."""
 
 from statesync.access import allow, session
+from statesync.conflicts import Merge, Reject
 from statesync.models import field, model, value
 
-__all__ = ["allow", "field", "model", "session", "value"]
+__all__ = ["Merge", "Reject", "allow", "field", "model", "session", "value"]

@@ -15,11 +15,12 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import pydantic
 
 from statesync.access import ModelRules, Permission
+from statesync.conflicts import Declared, Merge, Strategy, strategy_of
 from statesync.filters import FieldKind
 
 T = TypeVar("T")
@@ -28,13 +29,10 @@ META_FIELDS = ("id", "version", "created_at", "updated_at", "expires_at")
 _MARK = "__statesync__"
 _NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 
-ConflictPolicy = Literal["reject"]
-
-
 @dataclass(frozen=True, slots=True)
 class ModelOptions:
     ttl: timedelta | None
-    conflicts: ConflictPolicy
+    conflicts: Strategy
     plural: str | None
     access: tuple[Permission, ...] = ()
 
@@ -75,7 +73,7 @@ def _declare(cls: type[T]) -> type[T]:
 def model(cls: type[T], /) -> type[T]: ...
 @overload
 def model(
-    *, ttl: timedelta | None = None, conflicts: ConflictPolicy = "reject", plural: str | None = None,
+    *, ttl: timedelta | None = None, conflicts: Declared = "reject", plural: str | None = None,
     access: Iterable[Permission] = (),
 ) -> Callable[[type[T]], type[T]]: ...
 def model(
@@ -83,17 +81,20 @@ def model(
     /,
     *,
     ttl: timedelta | None = None,
-    conflicts: ConflictPolicy = "reject",
+    conflicts: Declared = "reject",
     plural: str | None = None,
     access: Iterable[Permission] = (),
 ) -> type[T] | Callable[[type[T]], type[T]]:
     """Declare a state document type. Its GraphQL queries, mutations and subscriptions are
     generated; ``access`` says which roles may do what with it (``statesync.allow``; none:
-    only the admin)."""
+    only the admin); ``conflicts`` what an update based on an old version does
+    (``statesync.conflicts``: ``"reject"``, ``"merge"``, ``statesync.merge(...)`` or a
+    resolver function)."""
+    strategy = strategy_of(conflicts)
 
     def mark(target: type[T]) -> type[T]:
         decorated = _declare(target)
-        setattr(decorated, _MARK, ModelOptions(ttl=ttl, conflicts=conflicts, plural=plural,
+        setattr(decorated, _MARK, ModelOptions(ttl=ttl, conflicts=strategy, plural=plural,
                                                access=tuple(access)))
         return decorated
 
@@ -226,6 +227,30 @@ def fields_of(cls: type) -> tuple[FieldSpec, ...]:
     return tuple(specs)
 
 
+def _check_list_path(model_name: str, fields: tuple[FieldSpec, ...], path: str) -> None:
+    """A merge's list rule must name a list, through embedded values (or into a dict field)."""
+    where = f"{model_name}: merge list rule {path!r}"
+    current: tuple[FieldSpec, ...] | None = fields
+    parts = path.split(".")
+    for depth, part in enumerate(parts):
+        if current is None:  # inside a dict field: any key may hold a list
+            return
+        found = next((f for f in current if f.name == part), None)
+        if found is None:
+            raise TypeError(f"{where}: no field {part!r}")
+        shape = found.type.shape
+        if depth == len(parts) - 1:
+            if not isinstance(shape, ListOf | JsonRef):
+                raise TypeError(f"{where}: {part!r} is not a list")
+            return
+        if isinstance(shape, ValueRef):
+            current = shape.fields
+        elif isinstance(shape, JsonRef):
+            current = None
+        else:
+            raise TypeError(f"{where}: {part!r} is not an object")
+
+
 def pluralize(name: str) -> str:
     """The English plural the generated collection fields use (``category`` → ``categories``)."""
     if name.endswith("y") and name[-2:-1] not in "aeiou":
@@ -256,6 +281,9 @@ class ModelSpec:
                 raise TypeError(f"{name}.{f.name}: {f.name!r} is a reserved document field")
         spec = cls(name=name, cls=model_cls, fields=specs, options=options)
         spec.rules()  # declared rules are checked against the fields now, not at first use
+        if isinstance(options.conflicts, Merge):
+            for path in options.conflicts.lists:
+                _check_list_path(name, specs, path)
         return spec
 
     @property
