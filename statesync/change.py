@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from statesync.conflicts import Resolution
+
 META_DATETIMES = ("created_at", "updated_at", "expires_at")
 
 
@@ -37,6 +39,7 @@ class Change:
     changed_fields: tuple[str, ...]
     mutation_id: str | None
     committed_at: datetime
+    resolution: Resolution | None = None  # an update based on an older version, merged
 
     @classmethod
     def from_row(cls, row: Any) -> Change:
@@ -45,7 +48,7 @@ class Change:
             version=row.version, document=document_from_json(row.document),
             previous=document_from_json(row.previous),
             changed_fields=tuple(row.changed_fields), mutation_id=row.mutation_id,
-            committed_at=row.committed_at,
+            committed_at=row.committed_at, resolution=Resolution.from_json(row.resolution),
         )
 
     def before(self) -> dict[str, Any] | None:
@@ -61,6 +64,7 @@ class Change:
             "c": self.cursor, "s": self.seq, "m": self.model, "i": self.doc_id, "o": self.op,
             "v": self.version, "d": self.document, "p": self.previous,
             "f": self.changed_fields, "u": self.mutation_id, "t": self.committed_at,
+            "r": None if self.resolution is None else self.resolution.to_json(),
         }
 
     @classmethod
@@ -69,7 +73,7 @@ class Change:
             cursor=w["c"], seq=w["s"], model=w["m"], doc_id=w["i"], op=w["o"], version=w["v"],
             document=document_from_json(w["d"]), previous=document_from_json(w["p"]),
             changed_fields=tuple(w["f"]), mutation_id=w["u"],
-            committed_at=datetime.fromisoformat(w["t"]),
+            committed_at=datetime.fromisoformat(w["t"]), resolution=Resolution.from_json(w.get("r")),
         )
 
 
@@ -82,17 +86,22 @@ class ChangeEventPayload:
     previous: dict[str, Any] | None
     changed_fields: tuple[str, ...]
     mutation_id: str | None
+    resolution: Resolution | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"document": self.document, "previous": self.previous,
+        body = {"document": self.document, "previous": self.previous,
                 "changedFields": list(self.changed_fields), "mutationId": self.mutation_id}
+        if self.resolution is not None:
+            body["resolution"] = self.resolution.to_json()
+        return body
 
     @classmethod
     def read(cls, payload: Mapping[str, Any]) -> ChangeEventPayload:
         return cls(document=document_from_json(payload.get("document")),
                    previous=document_from_json(payload.get("previous")),
                    changed_fields=tuple(payload.get("changedFields", ())),
-                   mutation_id=payload.get("mutationId"))
+                   mutation_id=payload.get("mutationId"),
+                   resolution=Resolution.from_json(payload.get("resolution")))
 
 
 def encode_batch(changes: Sequence[Change]) -> bytes:

@@ -187,15 +187,32 @@ def _check_version(current: Stored, expected: int | None) -> None:
         )
 
 
+def _check_known(spec: ModelSpec, patch: Mapping[str, Any]) -> None:
+    unknown = set(patch) - {f.name for f in spec.fields}
+    if unknown:
+        raise BadInput(f"unknown field(s) of {spec.name}: {', '.join(sorted(unknown))}",
+                       fields=sorted(unknown))
+
+
+def normalized_patch(spec: ModelSpec, validator: Validator, patch: Mapping[str, Any],
+                     current: Stored) -> dict[str, Any]:
+    """``patch`` as the document would store it (enums as values, datetimes as ISO strings),
+    so that it compares with stored versions; or BadInput, as the update itself would."""
+    fields, expires = _split_expiry(patch)
+    _check_known(spec, fields)
+    data = validator.validate({**current.data, **fields})
+    normalized = {name: data[name] for name in fields}
+    if expires is not _ABSENT:
+        normalized[EXPIRES_AT] = _check_expiry(expires)
+    return normalized
+
+
 def plan_update(spec: ModelSpec, validator: Validator, write: Update, current: Stored | None,
                 now: datetime, max_bytes: int) -> Planned:
     current = _live(spec, write.id, current, now)
     _check_version(current, write.expected_version)
     patch, expires = _split_expiry(write.patch)
-    unknown = set(patch) - {f.name for f in spec.fields}
-    if unknown:
-        raise BadInput(f"unknown field(s) of {spec.name}: {', '.join(sorted(unknown))}",
-                       fields=sorted(unknown))
+    _check_known(spec, patch)
     data = validator.validate({**current.data, **patch})
     _check_size(data, max_bytes)
     changed = [name for name in data if current.data.get(name, _ABSENT) != data[name]]

@@ -6,6 +6,7 @@
      ├── NotFound            NOT_FOUND           no live document with that id
      ├── AlreadyExists       ALREADY_EXISTS      create with an id that is taken
      ├── Conflict            CONFLICT            stale ``expectedVersion``; carries the current document
+     │    └── BaseUnavailable BASE_UNAVAILABLE  a merge's base version is gone from the changelog
      ├── MutationIdReused    MUTATION_ID_REUSED  same ``mutationId``, different request
      ├── InvalidCursor       INVALID_CURSOR      a ``since`` or ``after`` the server never issued
      ├── BadRequest          BAD_REQUEST         a request or frame that is not GraphQL at all
@@ -53,6 +54,13 @@ class AlreadyExists(StatesyncError):
 
 class Conflict(StatesyncError):
     code = "CONFLICT"
+
+
+class BaseUnavailable(Conflict):
+    """The model merges conflicts, but the version the update was based on is older than the
+    changelog's retention (or of a deleted incarnation): it cannot be merged, only redone."""
+
+    code = "BASE_UNAVAILABLE"
 
 
 class MutationIdReused(StatesyncError):

@@ -18,7 +18,8 @@ from statesync.api.context import Context
 from statesync.api.events import EventMutations, EventQueries, EventSubscriptions
 from statesync.api.inputs import plain, to_filter, to_order
 from statesync.api.streams import LiveSinks, Message, Target, live_message, stream
-from statesync.api.types import ChangeOp, ModelTypes, PageInfo, TypeFactory
+from statesync.api.types import ChangeOp, ConflictResolution, ModelTypes, PageInfo, TypeFactory
+from statesync.conflicts import Resolution
 from statesync.errors import BadInput, Forbidden, InvalidCursor, QueryTooComplex
 from statesync.feed.subscriber import Sink
 from statesync.filters import (
@@ -148,12 +149,27 @@ class ModelApi:
         shown = names if access is None else access.readable_of(names)
         return [to_camel_case(f) for f in shown]
 
+    def _resolution(self, ctx: Context, resolution: Resolution | None) -> ConflictResolution | None:
+        """What was applied and kept, in the paths this role may know of."""
+        if resolution is None:
+            return None
+        access = ctx.model_access(self.spec.name)
+
+        def shown(paths: Iterable[str]) -> builtins.list[str]:
+            return [".".join(to_camel_case(part) for part in path.split("."))
+                    for path in paths
+                    if access is None or access.may_read_field(path.split(".", 1)[0])]
+
+        return ConflictResolution(strategy=resolution.strategy, based_on=resolution.based_on,
+                                  applied=shown(resolution.applied), kept=shown(resolution.kept))
+
     def _commit_result(self, ctx: Context, result: CommitResult) -> Any:
         return self.types.commit(
             op=ChangeOp(result.op), id=result.id, version=result.version,
             document=self.view(result.document),
             changed_fields=self._changed(ctx, result.changed_fields),
             event_ids=list(result.event_ids), replayed=result.replayed,
+            resolution=self._resolution(ctx, result.resolution),
         )
 
     async def _commit(self, ctx: Context, write: docs.Write, mutation_id: Any) -> Any:
@@ -192,6 +208,7 @@ class ModelApi:
             documents=None if message.documents is None else [self.view(d) for d in message.documents],
             has_more=message.has_more,
             mutation_id=change.mutation_id if change else None,
+            resolution=self._resolution(ctx, change.resolution) if change else None,
         )
 
     def _live(self, ctx: Context, root: Any) -> Sink | None:

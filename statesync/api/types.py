@@ -51,6 +51,17 @@ class ChangeMessage:
     changed_fields: list[str] | None
 
 
+@strawberry.type(description="How an update based on an older version was applied to a newer "
+                            "one, by the model's conflict strategy.")
+class ConflictResolution:
+    strategy: str = strawberry.field(description="merge or custom")
+    based_on: int = strawberry.field(description="The expectedVersion the update was made against.")
+    applied: list[str] = strawberry.field(
+        description="The fields (paths such as address.city) that took the update's value.")
+    kept: list[str] = strawberry.field(
+        description="The fields the update changed that kept the server's value.")
+
+
 @strawberry.enum
 class SortDirection(enum.Enum):
     ASC = "ASC"
@@ -258,8 +269,12 @@ class TypeFactory:
                 "op": ChangeOp, "id": strawberry.ID, "version": int,
                 "document": Optional[output],  # noqa: UP045
                 "changed_fields": list[str], "event_ids": list[strawberry.ID],
-                "replayed": bool,
-            }}))
+                "replayed": bool, "resolution": Optional[ConflictResolution],  # noqa: UP045
+            },
+            "resolution": strawberry.field(
+                default=None, description="Set when the update was based on an older version "
+                                          "and the model's conflict strategy merged it."),
+        }))
         change = strawberry.type(type(f"{spec.name}Change", (ChangeMessage,), {
             "__doc__": "One subscription message: a snapshot, a change, or a request to resync.",
             "__annotations__": {
@@ -269,7 +284,11 @@ class TypeFactory:
                 "changed_fields": Optional[list[str]],  # noqa: UP045
                 "documents": Optional[list[output]],  # type: ignore[valid-type]  # noqa: UP045
                 "has_more": Optional[bool], "mutation_id": Optional[strawberry.ID],  # noqa: UP045
+                "resolution": Optional[ConflictResolution],  # noqa: UP045
             },
+            "resolution": strawberry.field(
+                default=None, description="On a change that merged an update based on an older "
+                                          "version: what was applied and what was kept."),
             "has_more": strawberry.field(
                 default=None, description="On SNAPSHOT: more chunks of the snapshot follow."),
             "mutation_id": strawberry.field(

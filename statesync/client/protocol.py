@@ -51,6 +51,9 @@ class CommitResult:
     event_ids: list[str]
     replayed: bool
     mutation_id: str | None = None  # so a watcher can recognise this commit's own echo
+    # Based on an older version and merged by the model's conflict strategy:
+    # {"strategy", "basedOn", "applied", "kept"}.
+    resolution: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,8 @@ _COMMIT_ARGS: dict[CommitKind, tuple[str, str]] = {
 def commit_document(kind: CommitKind, model: str, fields: str = "") -> str:
     params, args = _COMMIT_ARGS[kind]
     return (f"mutation({params.format(m=model)}) {{ {kind}{model}({args}, mutationId: $mutationId) "
-            f"{{ op id version document {_selection(fields)} changedFields eventIds replayed }} }}")
+            f"{{ op id version document {_selection(fields)} changedFields eventIds replayed"
+            f"{' resolution { strategy basedOn applied kept }' if kind == 'update' else ''} }} }}")
 
 
 EMIT_DOCUMENT = ("mutation($type: String!, $key: ID, $payload: JSON, $mutationId: ID) { emitEvent("
@@ -174,7 +178,7 @@ def commit_of(data: Mapping[str, Any], mutation_id: str) -> CommitResult:
     return CommitResult(op=data["op"], id=data["id"], version=data["version"],
                         document=data.get("document"), changed_fields=list(data["changedFields"]),
                         event_ids=list(data["eventIds"]), replayed=data["replayed"],
-                        mutation_id=mutation_id)
+                        mutation_id=mutation_id, resolution=data.get("resolution"))
 
 
 def change_of(data: Mapping[str, Any]) -> Change:

@@ -17,11 +17,12 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from statesync import conflicts, values
 from statesync import documents as docs
-from statesync import values
 from statesync.access import ModelAccess
 from statesync.change import document_from_json
-from statesync.errors import BadInput, Conflict, Forbidden, MutationIdReused
+from statesync.conflicts import Resolution
+from statesync.errors import BadInput, BaseUnavailable, Conflict, Forbidden, MutationIdReused
 from statesync.models import ModelSpec
 from statesync.store import statements as q
 from statesync.store.sql import Query
@@ -40,17 +41,20 @@ class CommitResult:
     changed_fields: tuple[str, ...]
     event_ids: tuple[str, ...]
     replayed: bool = False
+    resolution: Resolution | None = None  # based on an older version, and merged
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.op, "id": self.id, "version": self.version, "document": self.document,
-                "changed_fields": self.changed_fields, "event_ids": self.event_ids}
+                "changed_fields": self.changed_fields, "event_ids": self.event_ids,
+                "resolution": None if self.resolution is None else self.resolution.to_json()}
 
     @classmethod
     def replay(cls, stored: Mapping[str, Any]) -> CommitResult:
         return cls(op=stored["op"], id=stored["id"], version=stored["version"],
                    document=document_from_json(stored["document"]),
                    changed_fields=tuple(stored["changed_fields"]),
-                   event_ids=tuple(stored["event_ids"]), replayed=True)
+                   event_ids=tuple(stored["event_ids"]), replayed=True,
+                   resolution=Resolution.from_json(stored.get("resolution")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +126,16 @@ def commit_steps(
             return CommitResult.replay(stored)
 
     current = _stored((yield q.lock_document(write.model, doc_id)).first())
+    try:
+        write, resolution = yield from _resolving(model, write, current, now)
+    except Conflict as conflict:
+        raise _seen_by(guard, conflict) from None
     while True:
         planned = _decide(model, write, doc_id, current, now, max_document_bytes, guard)
         if planned.unchanged:
             unchanged = CommitResult(op=planned.op, id=doc_id, version=planned.version,
-                                     document=planned.document, changed_fields=(), event_ids=())
+                                     document=planned.document, changed_fields=(), event_ids=(),
+                                     resolution=resolution)
             if mutation_id is not None:
                 yield q.record_mutation_result(mutation_id, unchanged.to_json())
             return unchanged
@@ -134,7 +143,7 @@ def commit_steps(
         result = CommitResult(
             op=planned.op, id=doc_id, version=planned.version,
             document=planned.previous if planned.op in docs.GONE else planned.document,
-            changed_fields=planned.changed_fields, event_ids=(event_id,),
+            changed_fields=planned.changed_fields, event_ids=(event_id,), resolution=resolution,
         )
         # The document, its change, its event and the mutation's result: one round trip.
         written = (yield q.write_change(
@@ -143,7 +152,8 @@ def commit_steps(
             previous=planned.previous, changed_fields=list(planned.changed_fields),
             mutation_id=mutation_id, committed_at=now, caused_by=caused_by, event_id=event_id,
             event_type=event_type(write.model, planned.op),
-            result=result.to_json() if mutation_id is not None else None)).first()
+            result=result.to_json() if mutation_id is not None else None,
+            resolution=resolution)).first()
         if written is not None:
             return result
         # A concurrent create of the same id committed first: decide again against it.
@@ -227,12 +237,47 @@ def _decide(model: Model, write: docs.Write, doc_id: str, current: docs.Stored |
         guard.existing(current.as_document(), doc_id)
     try:
         planned = _plan(model, write, doc_id, current, now, max_bytes)
-    except Conflict as conflict:  # the current document, as this role may read it
-        conflict.extensions["current"] = guard.redact(conflict.extensions.get("current"))
-        raise
+    except Conflict as conflict:
+        raise _seen_by(guard, conflict) from None
     if planned.document is not None and not planned.unchanged:
         guard.checked(planned.document)
     return planned
+
+
+def _seen_by(guard: ModelAccess | None, conflict: Conflict) -> Conflict:
+    """The conflict with the current document as this role may read it."""
+    if guard is not None:
+        conflict.extensions["current"] = guard.redact(conflict.extensions.get("current"))
+    return conflict
+
+
+def _resolving(model: Model, write: docs.Write, current: docs.Stored | None, now: datetime
+               ) -> Generator[Statement, Any, tuple[docs.Write, Resolution | None]]:
+    """An update based on an older version, as the model's conflict strategy applies it: a
+    patch over the current document, no longer based on a version (anything else: as is)."""
+    strategy = model.spec.options.conflicts
+    if (not isinstance(strategy, conflicts.Merge | conflicts.Custom)
+            or not isinstance(write, docs.Update) or current is None
+            or write.expected_version is None or write.expected_version >= current.version
+            or not current.live_at(now)):
+        return write, None
+    based_on = write.expected_version
+    server = current.as_document()
+    row = (yield q.read_version(write.model, write.id, based_on)).first()
+    base = None if row is None else document_from_json(row.document)
+    if base is None or base["created_at"] != current.created_at:
+        raise BaseUnavailable(
+            f"version {based_on} of {write.model} {write.id} is no longer in the changelog, so "
+            f"the update cannot be merged; redo it against version {current.version}",
+            expectedVersion=based_on, currentVersion=current.version, current=server,
+            strategy=conflicts.name_of(strategy))
+    client = docs.normalized_patch(model.spec, model.validator, write.patch, current)
+    try:
+        patch, resolution = conflicts.resolve(strategy, based_on, base, server, client)
+    except conflicts.Rejected as rejected:
+        raise Conflict(rejected.reason, expectedVersion=based_on, currentVersion=current.version,
+                       current=server, strategy=conflicts.name_of(strategy)) from None
+    return dataclasses.replace(write, patch=patch, expected_version=None), resolution
 
 
 def _plan(model: Model, write: docs.Write, doc_id: str, current: docs.Stored | None,

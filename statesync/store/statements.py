@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from statesync.change import ChangeEventPayload
+from statesync.conflicts import Resolution
 from statesync.documents import flat_document
 from statesync.store.engines import json_dumps
 from statesync.store.sql import Query, Sql
@@ -27,7 +28,8 @@ DOCUMENT_COLUMNS = (documents.c.id, documents.c.version, documents.c.data, docum
                     documents.c.updated_at, documents.c.expires_at, documents.c.deleted)
 CHANGE_COLUMNS = (changes.c.cursor, changes.c.seq, changes.c.model, changes.c.doc_id, changes.c.op,
                   changes.c.version, changes.c.document, changes.c.previous,
-                  changes.c.changed_fields, changes.c.mutation_id, changes.c.committed_at)
+                  changes.c.changed_fields, changes.c.mutation_id, changes.c.committed_at,
+                  changes.c.resolution)
 
 
 def document_of(row: Any) -> dict[str, Any]:
@@ -45,6 +47,8 @@ _READ_MUTATION = Sql.of("SELECT request_hash, result FROM statesync_mutations "
                         "WHERE mutation_id = :mutation_id")
 _RECORD_RESULT = Sql.of("UPDATE statesync_mutations SET result = CAST(:result AS jsonb) "
                         "WHERE mutation_id = :mutation_id")
+_READ_VERSION = Sql.of("SELECT document FROM statesync_changes WHERE model = :model"
+                       " AND doc_id = :id AND version = :version ORDER BY seq DESC LIMIT 1")
 _LOCK_DOCUMENT = Sql.of("SELECT id, version, data, created_at, updated_at, expires_at, deleted "
                         "FROM statesync_documents WHERE model = :model AND id = :id FOR UPDATE")
 # Writing a change is one statement: the document (inserted, or updated), then, only if
@@ -52,11 +56,11 @@ _LOCK_DOCUMENT = Sql.of("SELECT id, version, data, created_at, updated_at, expir
 # An insert that loses a race to a concurrent create writes nothing and returns no row.
 _CHANGE_REST = (
     " chg AS (INSERT INTO statesync_changes (model, doc_id, op, version, document, previous,"
-    " changed_fields, mutation_id, committed_at, caused_by)"
+    " changed_fields, mutation_id, committed_at, caused_by, resolution)"
     " SELECT CAST(:model AS text), CAST(:id AS text), CAST(:op AS text), CAST(:version AS integer),"
     " CAST(:document AS jsonb), CAST(:previous AS jsonb), CAST(:changed_fields AS text[]),"
-    " CAST(:mutation_id AS text), CAST(:committed_at AS timestamptz), CAST(:caused_by AS uuid)"
-    " FROM doc RETURNING seq),"
+    " CAST(:mutation_id AS text), CAST(:committed_at AS timestamptz), CAST(:caused_by AS uuid),"
+    " CAST(:resolution AS jsonb) FROM doc RETURNING seq),"
     " evt AS (INSERT INTO statesync_outbox (id, type, model, doc_id, key, version, change_seq,"
     " created_at, caused_by, payload)"
     " SELECT CAST(:event_id AS uuid), CAST(:event_type AS text), CAST(:model AS text),"
@@ -105,11 +109,18 @@ def lock_document(model: str, doc_id: str) -> Query:
     return _LOCK_DOCUMENT(model=model, id=doc_id)
 
 
+def read_version(model: str, doc_id: str, version: int) -> Query:
+    """The document as that version left it (no row: pruned; ``document`` null: gone)."""
+    return _READ_VERSION(model=model, id=doc_id, version=version)
+
+
 def write_change(*, model: str, doc_id: str, creating: bool, row: dict[str, Any], deleted: bool,
                  op: str, document: Any, previous: Any, changed_fields: list[str],
                  mutation_id: str | None, committed_at: datetime, caused_by: str | None,
-                 event_id: str, event_type: str, result: Any) -> Query:
+                 event_id: str, event_type: str, result: Any,
+                 resolution: Resolution | None = None) -> Query:
     """The whole write of one change; returns its ``seq`` (no row: a lost insert race)."""
+    resolved = None if resolution is None else resolution.to_json()
     statement = _WRITE_CREATED if creating else _WRITE_UPDATED
     return statement(
         model=model, id=doc_id, version=row["version"], data=json_dumps(row["data"]),
@@ -118,8 +129,8 @@ def write_change(*, model: str, doc_id: str, creating: bool, row: dict[str, Any]
         changed_fields=changed_fields, mutation_id=mutation_id, committed_at=committed_at,
         caused_by=caused_by, event_id=event_id, event_type=event_type,
         payload=json_dumps(ChangeEventPayload(document, previous, tuple(changed_fields),
-                                              mutation_id).to_json()),
-        result=_json(result))
+                                              mutation_id, resolution).to_json()),
+        result=_json(result), resolution=_json(resolved))
 
 
 def insert_event(values: dict[str, Any]) -> Query:
@@ -178,7 +189,7 @@ _SEQUENCE = Sql.of(
     " FROM todo),"
     " assigned AS (UPDATE statesync_changes c SET cursor = n.cursor FROM numbered n WHERE c.seq = n.seq"
     " RETURNING c.cursor, c.seq, c.model, c.doc_id, c.op, c.version, c.document, c.previous,"
-    " c.changed_fields, c.mutation_id, c.committed_at),"
+    " c.changed_fields, c.mutation_id, c.committed_at, c.resolution),"
     " advanced AS (UPDATE statesync_feed_head SET cursor = (SELECT max(cursor) FROM numbered)"
     " WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered))"
     " SELECT assigned.*, pg_notify('" + OUTBOX_CHANNEL + "', '') AS woke FROM assigned"

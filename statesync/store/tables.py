@@ -45,6 +45,8 @@ changes = sa.Table(
     sa.Column("committed_at", sa.DateTime(timezone=True), nullable=False),
     # The event whose handler committed this change (null for clients and services).
     sa.Column("caused_by", pg.UUID(as_uuid=False), nullable=True),
+    # How an update based on an older version was merged (statesync.conflicts.Resolution).
+    sa.Column("resolution", pg.JSONB, nullable=True),
     sa.Index("statesync_changes_unsequenced", "seq", postgresql_where=sa.text("cursor IS NULL")),
     sa.Index("statesync_changes_by_document", "model", "doc_id", "cursor"),
 )

@@ -1,0 +1,250 @@
+"""Conflict strategies end to end: updates made against an older version, sent over HTTP to a
+real server, merged (or refused) against the base version read from the changelog; what
+the commit answers, what the change message says, and what lands in PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+import sqlalchemy as sa
+
+from statesync.config import psycopg_url
+from statesync.eventing.retention import prune
+from tests.conftest import RunningServer
+from tests.support import GraphQLClient, Subscriptions, row_counts
+
+RESOLUTION = "resolution { strategy basedOn applied kept }"
+TICKET = "id version title priority tags log address { city zip }"
+
+
+def commit_of(model: str, fields: str) -> tuple[str, str, str]:
+    create = (f"mutation($input: {model}Input!, $id: ID) {{ create{model}(input: $input, id: $id) "
+              f"{{ version }} }}")
+    update = (f"mutation($id: ID!, $patch: {model}Patch!, $v: Int, $m: ID) {{ update{model}(id: $id, "
+              f"patch: $patch, expectedVersion: $v, mutationId: $m) {{ version replayed "
+              f"changedFields {RESOLUTION} document {{ {fields} }} }} }}")
+    read = f"query($id: ID!) {{ {model[0].lower() + model[1:]}(id: $id) {{ {fields} }} }}"
+    return create, update, read
+
+
+CREATE_TICKET, UPDATE_TICKET, READ_TICKET = commit_of("Ticket", TICKET)
+CREATE_DRAFT, UPDATE_DRAFT, _ = commit_of("Draft", "title body")
+CREATE_COUNTER, UPDATE_COUNTER, READ_COUNTER = commit_of("Counter", "value version")
+
+
+async def ticket(api: RunningServer, fields: dict[str, Any], doc_id: str = "t1"
+                 ) -> GraphQLClient:
+    client = GraphQLClient(api.base_url)
+    await client.data(CREATE_TICKET, {"input": fields, "id": doc_id})
+    return client
+
+
+async def update(client: GraphQLClient, patch: dict[str, Any], version: int | None,
+                 mutation: str = UPDATE_TICKET, doc_id: str = "t1", **more: Any) -> dict[str, Any]:
+    data = await client.data(mutation, {"id": doc_id, "patch": patch, "v": version, **more})
+    result: dict[str, Any] = next(iter(data.values()))
+    return result
+
+
+async def test_two_edits_made_against_one_version_both_land(api: RunningServer) -> None:
+    client = await ticket(api, {"title": "Printer jam", "priority": 1})
+    first = await update(client, {"title": "Printer jam, floor 2"}, 1)
+    assert first["resolution"] is None  # based on the current version: nothing to merge
+    second = await update(client, {"priority": 3}, 1)  # made before the first was seen
+    assert second["version"] == 3
+    assert second["document"]["title"] == "Printer jam, floor 2"
+    assert second["document"]["priority"] == 3
+    assert second["changedFields"] == ["priority"]
+    assert second["resolution"] == {"strategy": "merge", "basedOn": 1, "applied": ["priority"],
+                                    "kept": []}
+    await client.aclose()
+
+
+async def test_a_field_both_sides_changed_keeps_the_servers_value_and_says_so(
+        api: RunningServer) -> None:
+    client = await ticket(api, {"title": "a", "priority": 1})
+    await update(client, {"title": "theirs"}, 1)
+    mine = await update(client, {"title": "mine", "priority": 2}, 1)
+    assert (mine["document"]["title"], mine["document"]["priority"]) == ("theirs", 2)
+    assert mine["resolution"]["applied"] == ["priority"]
+    assert mine["resolution"]["kept"] == ["title"]
+    await client.aclose()
+
+
+async def test_a_model_may_prefer_the_clients_value(api: RunningServer) -> None:
+    client = GraphQLClient(api.base_url)
+    await client.data(CREATE_DRAFT, {"input": {"title": "a"}, "id": "d1"})
+    await update(client, {"title": "theirs"}, 1, UPDATE_DRAFT, "d1")
+    mine = await update(client, {"title": "mine"}, 1, UPDATE_DRAFT, "d1")
+    assert mine["document"]["title"] == "mine"
+    assert mine["resolution"]["applied"] == ["title"]
+    await client.aclose()
+
+
+async def test_lists_and_embedded_objects_merge_as_declared(api: RunningServer) -> None:
+    client = await ticket(api, {"title": "t", "tags": ["a", "b"], "log": ["opened"],
+                                "address": {"city": "Lyon", "zip": "69001"}})
+    await update(client, {"tags": ["a", "b", "c"], "log": ["opened", "assigned"],
+                          "address": {"city": "Paris", "zip": "69001"}}, 1)
+    mine = await update(client, {"tags": ["b", "d"], "log": ["opened", "called back"],
+                                 "address": {"city": "Lyon", "zip": "69002"}}, 1)
+    assert mine["document"]["tags"] == ["b", "c", "d"]
+    assert mine["document"]["log"] == ["opened", "assigned", "called back"]
+    assert mine["document"]["address"] == {"city": "Paris", "zip": "69002"}
+    assert sorted(mine["resolution"]["applied"]) == ["address.zip", "log", "tags"]
+    await client.aclose()
+
+
+async def test_subscribers_are_told_how_a_change_was_merged(api: RunningServer) -> None:
+    client = await ticket(api, {"title": "t", "priority": 0})
+    async with Subscriptions.connect(api.ws_url) as subs:
+        op = await subs.subscribe(f"subscription {{ ticket(id: \"t1\") {{ op version "
+                                  f"changedFields {RESOLUTION} }} }}")
+        assert (await subs.next(op))["op"] == "SNAPSHOT"
+        await update(client, {"title": "u"}, 1)
+        plain = await subs.next(op)
+        assert (plain["version"], plain["resolution"]) == (2, None)
+        await update(client, {"priority": 5}, 1)
+        merged = await subs.next(op)
+        assert merged["version"] == 3
+        assert merged["resolution"] == {"strategy": "merge", "basedOn": 1,
+                                        "applied": ["priority"], "kept": []}
+    await client.aclose()
+
+
+async def test_a_handler_reads_the_resolution_in_its_event(api: RunningServer,
+                                                          database_url: str) -> None:
+    client = await ticket(api, {"title": "t"})
+    await update(client, {"title": "u"}, 1)
+    await update(client, {"priority": 5}, 1)
+    connection = await asyncpg.connect(database_url)
+    try:
+        payload = await connection.fetchval(
+            "SELECT payload FROM statesync_outbox WHERE doc_id = 't1' AND version = 3")
+    finally:
+        await connection.close()
+    assert orjson.loads(payload)["resolution"] == {"strategy": "merge", "basedOn": 1,
+                                                   "applied": ["priority"], "kept": []}
+    await client.aclose()
+
+
+async def test_a_replayed_offline_commit_merges_once(api: RunningServer, database_url: str) -> None:
+    client = await ticket(api, {"title": "t", "priority": 0})
+    await update(client, {"title": "online edit"}, 1)
+    first = await update(client, {"priority": 7}, 1, m="offline-1")
+    again = await update(client, {"priority": 7}, 1, m="offline-1")  # the queue sent it twice
+    assert (first["replayed"], again["replayed"]) == (False, True)
+    assert again["resolution"] == first["resolution"]
+    assert again["version"] == first["version"] == 3
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetchval(
+            "SELECT count(*) FROM statesync_changes WHERE mutation_id = 'offline-1'")
+    finally:
+        await connection.close()
+    assert rows == 1
+    await client.aclose()
+
+
+async def test_concurrent_stale_increments_all_count_through_a_three_way_resolver(
+        api: RunningServer) -> None:
+    client = GraphQLClient(api.base_url)
+    await client.data(CREATE_COUNTER, {"input": {"label": "likes", "value": 10}, "id": "c1"})
+    # Twenty screens saw version 1 (value 10) and each added one.
+    results = await asyncio.gather(*(
+        update(client, {"value": 11}, 1, UPDATE_COUNTER, "c1") for _ in range(20)))
+    final = (await client.data(READ_COUNTER, {"id": "c1"}))["counter"]
+    assert final == {"value": 30, "version": 21}
+    assert sorted(r["version"] for r in results) == list(range(2, 22))
+    stale = [r for r in results if r["version"] > 2]
+    assert all(r["resolution"]["strategy"] == "custom" for r in stale)
+    assert all(r["resolution"]["kept"] == ["value"] for r in stale)  # not the client's 11
+    await client.aclose()
+
+
+async def test_a_resolver_may_reject_and_nothing_is_written(api: RunningServer,
+                                                           database_url: str) -> None:
+    client = GraphQLClient(api.base_url)
+    await client.data(CREATE_COUNTER, {"input": {"label": "likes", "value": 10}, "id": "c1"})
+    await update(client, {"value": 12}, 1, UPDATE_COUNTER, "c1")
+    before = await row_counts(database_url)
+    error = await client.error(UPDATE_COUNTER, {"id": "c1", "patch": {"value": 9}, "v": 1})
+    assert error["message"] == "a counter only goes up"
+    assert error["extensions"]["code"] == "CONFLICT"
+    assert error["extensions"]["strategy"] == "custom"
+    assert error["extensions"]["current"]["value"] == 12
+    assert await row_counts(database_url) == before
+    await client.aclose()
+
+
+async def test_a_base_pruned_by_retention_is_a_typed_error_and_writes_nothing(
+        api: RunningServer, database_url: str) -> None:
+    client = await ticket(api, {"title": "t"})
+    await update(client, {"title": "u"}, 1)
+    engine = sa.create_engine(psycopg_url(database_url))
+    try:  # retention with a clock an hour ahead: the whole sequenced changelog is old
+        await asyncio.to_thread(prune, engine, timedelta(0), datetime.now(UTC) + timedelta(hours=1))
+    finally:
+        engine.dispose()
+    before = await row_counts(database_url)
+    error = await client.error(UPDATE_TICKET, {"id": "t1", "patch": {"priority": 2}, "v": 1})
+    assert error["extensions"]["code"] == "BASE_UNAVAILABLE"
+    assert error["extensions"]["currentVersion"] == 2
+    assert error["extensions"]["current"]["title"] == "u"
+    assert await row_counts(database_url) == before
+    await client.aclose()
+
+
+async def test_a_version_of_a_deleted_incarnation_is_no_base(api: RunningServer) -> None:
+    client = await ticket(api, {"title": "first life"})
+    await client.data('mutation { deleteTicket(id: "t1") { version } }')
+    await client.data(CREATE_TICKET, {"input": {"title": "second life"}, "id": "t1"})  # version 3
+    await update(client, {"title": "second life, edited"}, 3)
+    error = await client.error(UPDATE_TICKET, {"id": "t1", "patch": {"priority": 2}, "v": 1})
+    assert error["extensions"]["code"] == "BASE_UNAVAILABLE"
+    await client.aclose()
+
+
+async def test_a_version_from_the_future_and_a_stale_delete_are_still_conflicts(
+        api: RunningServer, database_url: str) -> None:
+    client = await ticket(api, {"title": "t"})
+    await update(client, {"title": "u"}, 1)
+    before = await row_counts(database_url)
+    ahead = await client.error(UPDATE_TICKET, {"id": "t1", "patch": {"priority": 2}, "v": 9})
+    assert ahead["extensions"]["code"] == "CONFLICT"
+    stale = await client.error('mutation { deleteTicket(id: "t1", expectedVersion: 1) { version } }')
+    assert stale["extensions"]["code"] == "CONFLICT"
+    assert await row_counts(database_url) == before
+    await client.aclose()
+
+
+async def test_the_default_strategy_still_rejects(api: RunningServer) -> None:
+    client = GraphQLClient(api.base_url)
+    created = (await client.data('mutation { createProduct(input: {sku: "s", name: "n", '
+                                 'priceCents: 1}) { id } }'))["createProduct"]
+    await client.data('mutation($id: ID!) { updateProduct(id: $id, patch: {name: "m"}) '
+                      '{ version } }', {"id": created["id"]})
+    error = await client.error('mutation($id: ID!) { updateProduct(id: $id, patch: '
+                               '{priceCents: 2}, expectedVersion: 1) { version } }',
+                               {"id": created["id"]})
+    assert error["extensions"]["code"] == "CONFLICT"
+    assert "strategy" not in error["extensions"]
+    await client.aclose()
+
+
+async def test_the_python_client_returns_the_resolution(api: RunningServer) -> None:
+    from statesync.client import Client
+
+    async with Client(api.base_url) as client:
+        await client.create("Ticket", {"title": "t"}, id="t9")
+        await client.update("Ticket", "t9", {"title": "u"}, expected_version=1)
+        merged = await client.update("Ticket", "t9", {"priority": 4}, expected_version=1,
+                                     fields="priority")
+    assert merged.version == 3
+    assert merged.document is not None and merged.document["priority"] == 4
+    assert merged.resolution == {"strategy": "merge", "basedOn": 1, "applied": ["priority"],
+                                 "kept": []}
