@@ -62,7 +62,7 @@ function subscriptionFor(spec) {
 }
 
 function mutationFor(model, op, fields) {
-  const result = `op id version replayed eventIds changedFields document { id version ${fields} }`;
+  const result = `op id version replayed eventIds changedFields resolution { strategy basedOn applied kept } document { id version ${fields} }`;
   if (op === "create") {
     return `mutation($input: ${model}Input!, $id: ID, $mutationId: ID) ` +
       `{ result: create${model}(input: $input, id: $id, mutationId: $mutationId) { ${result} } }`;
@@ -596,10 +596,13 @@ export class Statesync {
   }
 
   // A CONFLICT where every field we change still holds what we based the change on: only
-  // other fields moved, so apply ours on top of the server's version.
+  // other fields moved, so apply ours on top of the server's version. Never over a model's
+  // conflict strategy: a CONFLICT that names one is the server's answer, not a guess to redo
+  // (a model that merges answers with the merge instead of a CONFLICT).
   rebase(commit, error) {
     const current = error.extensions?.current;
-    if (error.extensions?.code !== "CONFLICT" || !commit.base || !current) return false;
+    if (error.extensions?.code !== "CONFLICT" || error.extensions?.strategy) return false;
+    if (!commit.base || !current) return false;
     if ((commit.rebases ?? 0) >= MAX_REBASES) return false;
     const unchanged = Object.entries(commit.base).every(([k, v]) => sameJson(current[k] ?? null, v));
     if (!unchanged) return false;

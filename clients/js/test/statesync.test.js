@@ -122,6 +122,19 @@ test("a CONFLICT on fields the edit does not touch is rebased and sent again", a
   assert.deepEqual(seen.value, [doc("a", 3, "mine")]);
 });
 
+test("a CONFLICT a model's conflict strategy answered is not rebased over", async () => {
+  const server = new FakeServer();
+  server.onSubscribe = (ws, m) => ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "1", documents: [doc("a", 1, "v1")] } });
+  server.answer = () => ({ status: 200, body: { data: null, errors: [{ message: "outbid", extensions: {
+    code: "CONFLICT", strategy: "custom", current: { ...doc("a", 2, "v1"), status: "PRICED" } } }] } });
+  const sync = connect(server);
+  const seen = watchAll(sync);
+  await until(() => seen.value, "the snapshot");
+  await assert.rejects(sync.update("Order", "a", { note: "mine" }, { expectedVersion: "current" }),
+                       { code: "CONFLICT" });
+  assert.equal(server.requests.length, 1); // the same edit against version 2 would pass the resolver by
+});
+
 test("offline commits queue, survive a reload, and replay in order with their mutation ids", async () => {
   const server = new FakeServer();
   let version = 1;
