@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from statesync.conflicts import Resolution
 from statesync.loader import import_folder
 
 _MARK = "__statesync_handler__"
@@ -45,6 +46,8 @@ class Event:
     payload: dict[str, Any]  # a custom event's payload; the change as JSON otherwise
     created_at: datetime
     attempt: int  # 1 on the first attempt
+    # A change that merged an update based on an older version: what was applied, what kept.
+    resolution: Resolution | None = None
 
     @property
     def key(self) -> str | None:

@@ -75,6 +75,7 @@ def event_from_row(row: Any, attempt: int) -> Event:
         previous=change.previous if change else None,
         changed_fields=change.changed_fields if change else (),
         payload=payload, created_at=row.created_at, attempt=attempt,
+        resolution=change.resolution if change else None,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -13,7 +14,9 @@ import orjson
 import sqlalchemy as sa
 
 from statesync.config import psycopg_url
+from statesync.conflicts import Resolution
 from statesync.eventing.retention import prune
+from statesync.eventing.worker import event_from_row
 from tests.conftest import RunningServer
 from tests.support import GraphQLClient, Subscriptions, row_counts
 
@@ -123,12 +126,15 @@ async def test_a_handler_reads_the_resolution_in_its_event(api: RunningServer,
     await update(client, {"priority": 5}, 1)
     connection = await asyncpg.connect(database_url)
     try:
-        payload = await connection.fetchval(
-            "SELECT payload FROM statesync_outbox WHERE doc_id = 't1' AND version = 3")
+        row = await connection.fetchrow(
+            "SELECT id, type, model, doc_id, key, version, payload, created_at"
+            " FROM statesync_outbox WHERE doc_id = 't1' AND version = 3")
     finally:
         await connection.close()
-    assert orjson.loads(payload)["resolution"] == {"strategy": "merge", "basedOn": 1,
-                                                   "applied": ["priority"], "kept": []}
+    assert row is not None
+    event = event_from_row(SimpleNamespace(**{**dict(row), "payload": orjson.loads(row["payload"])}),
+                           attempt=1)  # as the worker reads the row it claimed
+    assert event.resolution == Resolution("merge", 1, ("priority",), ())
     await client.aclose()
 
 
