@@ -115,3 +115,15 @@ async def test_commits_over_the_identity_rate_are_refused(secured: Settings,
         finally:
             for client in (ada, bob, admin):
                 await client.aclose()
+
+
+async def test_a_merge_reports_only_the_fields_the_role_may_read(as_: Clients) -> None:
+    admin, clerk = as_(admin=True), as_("cal", "clerk")
+    await admin.data('mutation { createCard(id: "c", input: {title: "t", hidden: "h"}) { id } }')
+    await admin.data('mutation { updateCard(id: "c", patch: {title: "u", hidden: "i"}) { id } }')
+    merged = await clerk.data(
+        'mutation { updateCard(id: "c", patch: {title: "mine", hidden: "mine"}, expectedVersion: 1)'
+        ' { changedFields resolution { applied kept } } }')
+    assert merged["updateCard"]["resolution"] == {"applied": [], "kept": ["title"]}
+    stored = await admin.data('query { card(id: "c") { title hidden } }')
+    assert stored["card"] == {"title": "u", "hidden": "i"}  # the server's, both kept

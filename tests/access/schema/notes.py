@@ -25,3 +25,12 @@ class Note:
     secret: str | None = None
     published: bool = False
     org: str | None = None
+
+
+@ss.model(conflicts="merge", access=[
+    # Clerks may set a hidden field they cannot read back (a drop box).
+    ss.allow("clerk", read=True, fields=["title"], update=["title", "hidden"]),
+])
+class Card:
+    title: str
+    hidden: str | None = None
