@@ -49,6 +49,8 @@ changes = sa.Table(
     sa.Column("resolution", pg.JSONB, nullable=True),
     sa.Index("statesync_changes_unsequenced", "seq", postgresql_where=sa.text("cursor IS NULL")),
     sa.Index("statesync_changes_by_document", "model", "doc_id", "cursor"),
+    # A merge's base (statements.read_version): one probe, however long the document's history.
+    sa.Index("statesync_changes_by_version", "model", "doc_id", "version"),
 )
 
 feed_head = sa.Table(

@@ -17,6 +17,7 @@ from statesync.config import psycopg_url
 from statesync.conflicts import Resolution
 from statesync.eventing.retention import prune
 from statesync.eventing.worker import event_from_row
+from statesync.store.statements import read_version
 from tests.conftest import RunningServer
 from tests.support import GraphQLClient, Subscriptions, row_counts
 
@@ -254,3 +255,35 @@ async def test_the_python_client_returns_the_resolution(api: RunningServer) -> N
     assert merged.document is not None and merged.document["priority"] == 4
     assert merged.resolution == {"strategy": "merge", "basedOn": 1, "applied": ["priority"],
                                  "kept": []}
+
+
+async def test_an_old_base_is_found_without_reading_the_documents_history(
+        api: RunningServer, database_url: str) -> None:
+    """A client may send expectedVersion 1 to a document with a long history: the base is
+    one index probe, not a scan of every change the document had."""
+    client = await ticket(api, {"title": "t"})
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("""
+            INSERT INTO statesync_changes (model, doc_id, op, version, document, changed_fields,
+                committed_at)
+            SELECT 'Ticket', 't1', 'UPDATED', n, '{}', '{}', now()
+            FROM generate_series(2, 50001) AS n""")
+        await connection.execute("ANALYZE statesync_changes")
+        sql, args = read_version("Ticket", "t1", 1).for_asyncpg()
+        explained = await connection.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+    finally:
+        await connection.close()
+    plan = orjson.loads(explained)[0]["Plan"]
+    scans = [node for node in _walk(plan) if "Scan" in node["Node Type"]]
+    assert [node.get("Index Name") for node in scans] == ["statesync_changes_by_version"], scans
+    assert sum(node["Actual Rows"] for node in scans) == 1
+    assert not any("Rows Removed by Filter" in node and node["Rows Removed by Filter"]
+                   for node in scans)
+    await client.aclose()
+
+
+def _walk(node: dict[str, Any]) -> Any:
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _walk(child)
