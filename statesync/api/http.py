@@ -5,7 +5,9 @@ not an object, nested too deep, not UTF-8, or has no query is ``BAD_REQUEST`` (4
 nothing reaches a resolver before the whole operation passed
 :mod:`statesync.api.operations`. ``application/json`` answers well-formed requests with
 200, as the draft requires for it; a client that asks for
-``application/graphql-response+json`` gets 400 for a request that could not run.
+``application/graphql-response+json`` gets 400 for a request that could not run. A client
+that asks for ``text/event-stream`` gets every operation, subscriptions included, as
+server-sent events (:mod:`statesync.api.sse`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from statesync.api import wire
+from statesync.api import sse, wire
 from statesync.api.errors import coded
-from statesync.api.execution import check_variables, error_result, execute
+from statesync.api.execution import check_variables, error_result, execute, subscribe
 from statesync.api.gateway import Gateway
 from statesync.api.operations import Rejected
 from statesync.errors import BadRequest, Forbidden, StatesyncError, Unauthenticated
@@ -66,6 +68,12 @@ class GraphQLHTTP:
             return _answer(error_result(exc), media, 403)
         runtime = gateway.runtime()
         limits = gateway.operations.limits
+        streamed = sse.wants_event_stream(request.headers.get("accept", ""))
+
+        def refuse(result: ExecutionResult, status: int) -> Response:
+            # Over SSE, the protocol answers what could not run on the stream itself.
+            return sse.answer(result) if streamed else _answer(result, media, status)
+
         try:
             query, digest = gateway.persisted.query(params.get("query"), params.get("extensions"))
             prepared = await gateway.operations.prepared(query, params.get("operationName"),
@@ -75,12 +83,13 @@ class GraphQLHTTP:
             variables = check_variables(params.get("variables"), limits.max_input_depth,
                                         limits.max_input_values)
         except Rejected as rejected:
-            return _answer(ExecutionResult(None, rejected.errors), media,
-                           400 if media == GRAPHQL_RESPONSE or rejected.protocol_error else 200)
+            return refuse(ExecutionResult(None, rejected.errors),
+                          400 if media == GRAPHQL_RESPONSE or rejected.protocol_error else 200)
         except StatesyncError as exc:
-            return _answer(error_result(exc), media, 400 if media == GRAPHQL_RESPONSE else 200)
-        if prepared.kind is OperationType.SUBSCRIPTION:
-            refused = BadRequest("subscriptions run over a websocket (graphql-transport-ws)")
+            return refuse(error_result(exc), 400 if media == GRAPHQL_RESPONSE else 200)
+        if prepared.kind is OperationType.SUBSCRIPTION and not streamed:
+            refused = BadRequest("subscriptions run over a websocket (graphql-transport-ws) or "
+                                 "as server-sent events (Accept: text/event-stream)")
             return _answer(error_result(refused), media, 400)
         if prepared.kind is OperationType.MUTATION and request.method == "GET":
             refused = BadRequest("mutations are not allowed over GET; use POST")
@@ -88,11 +97,19 @@ class GraphQLHTTP:
         context = gateway.context(request, identity)
         forbidden = gateway.permissions.errors(prepared, context.access)
         if forbidden:
-            return _answer(ExecutionResult(None, forbidden), media,
-                           403 if media == GRAPHQL_RESPONSE else 200)
+            return refuse(ExecutionResult(None, forbidden),
+                          403 if media == GRAPHQL_RESPONSE else 200)
+        if prepared.kind is OperationType.SUBSCRIPTION:
+            return sse.subscription(
+                lambda: subscribe(gateway.schema, prepared, variables, context,
+                                  hide_suggestions=gateway.hide_suggestions),
+                lambda: context.quotas.subscription(identity), identity.expires_at,
+                runtime.settings.jwt_leeway)
         with runtime.pacer.request():
             result = await execute(gateway.schema, prepared, variables, context,
                                    hide_suggestions=gateway.hide_suggestions)
+        if streamed:
+            return sse.answer(result)
         status = 200
         if media == GRAPHQL_RESPONSE and result.data is None and result.errors:
             status = 400  # variables that do not coerce: the request never ran
