@@ -1,4 +1,5 @@
-"""The reference graphql-ws client (Node) against the API, and the copy we vendor of it."""
+"""The reference graphql-ws and graphql-sse clients (Node) against the API, and the copy of
+graphql-ws we vendor."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ def node_modules() -> Path:
     """`npm ci` of tests/compat/node once per run; skipped where Node or the registry is missing."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("Node.js and npm are needed for the graphql-ws compatibility test")
-    installed = NODE_PROJECT / "node_modules" / "graphql-ws" / "package.json"
-    if not installed.exists():
+    packages = [NODE_PROJECT / "node_modules" / name / "package.json"
+                for name in ("graphql-ws", "graphql-sse")]
+    if not all(package.exists() for package in packages):
         done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_PROJECT,
                               capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
-            pytest.skip(f"npm ci could not install graphql-ws: {done.stderr.strip()[-300:]}")
+            pytest.skip(f"npm ci could not install the clients: {done.stderr.strip()[-300:]}")
     return NODE_PROJECT / "node_modules"
 
 
@@ -43,6 +45,20 @@ async def test_the_reference_graphql_ws_client_subscribes_commits_and_receives(
     assert commit == {"commit": {"data": {"createProduct": {"version": 1}}}}
     assert created == {"op": "CREATED", "documents": None, "document": {
         "id": "node-1", "sku": "node-1", "name": "From Node", "priceCents": 120}}
+
+
+async def test_the_reference_graphql_sse_client_subscribes_commits_and_receives(
+        server: RunningServer, node_modules: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "node", str(NODE_PROJECT / "sse_client.mjs"), f"{server.base_url}/graphql",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    snapshot, commit, created = orjson.loads(stdout)
+    assert snapshot == {"op": "SNAPSHOT", "document": None, "documents": []}
+    assert commit == {"commit": {"data": {"createProduct": {"version": 1}}}}
+    assert created == {"op": "CREATED", "documents": None, "document": {
+        "id": "sse-1", "sku": "sse-1", "name": "Over SSE", "priceCents": 90}}
 
 
 @pytest.mark.parametrize("name", ["client.js", "common-CGW11Fyb.js", "LICENSE.md"])
