@@ -182,8 +182,9 @@ class Settings(BaseSettings):
     )
     ws_send_timeout: float = Field(
         default=10.0, gt=0,
-        description="Seconds a websocket may leave a frame unread before it is cut off, so a client "
-                    "that stops reading holds no memory.",
+        description="Seconds a websocket (or a streamed HTTP response, such as server-sent events) "
+                    "may leave what it was sent unread before it is cut off, so a client that "
+                    "stops reading holds no memory.",
     )
     graphiql: bool = Field(
         default=False, description="Serve GraphiQL at /graphql (`statesync dev` turns it on)."

@@ -6,7 +6,9 @@ websocket whose client stops reading blocks every send to it, for ever, while th
 server keeps what it meant to send. The two protocol classes here close both:
 
 - :class:`GuardedHttpTools`: a connection has ``http_header_timeout`` seconds, from when it
-  opens or its last response was sent, to deliver the next request's headers;
+  opens or its last response was sent, to deliver the next request's headers, and a
+  response (a server-sent event stream, say) that cannot be written within
+  ``ws_send_timeout`` (the client stopped reading) aborts the connection;
 - :class:`GuardedWebSocket`: a frame that cannot be written within ``ws_send_timeout``
   (the client has not read the ones before it) aborts the connection.
 
@@ -28,6 +30,7 @@ from typing import Any, cast
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -63,15 +66,34 @@ class _HeaderDeadline:
             self.transport.close()
 
 
+class _BoundedFlow(FlowControl):
+    """uvicorn waits for a paused transport to drain for ever; this waits ``timeout``."""
+
+    def __init__(self, transport: asyncio.Transport, timeout: float) -> None:
+        super().__init__(transport)
+        self.timeout = timeout
+
+    async def drain(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await super().drain()
+        except TimeoutError:
+            # The client stopped reading: what it has not read is dropped with it.
+            self._transport.abort()
+            await asyncio.sleep(0)  # connection_lost marks the response disconnected
+
+
 class GuardedHttpTools(_HeaderDeadline, HttpToolsProtocol):
     """httptools (a C parser, several times h11's speed): what statesync runs on."""
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.header_timeout = getattr(config, HEADER_TIMEOUT, self.header_timeout)
+        self.send_timeout: float = getattr(config, SEND_TIMEOUT, 10.0)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _BoundedFlow(transport, self.send_timeout)
         self._arm()
 
     def on_headers_complete(self) -> None:

@@ -32,6 +32,10 @@ EVENT_STREAM = "text/event-stream"
 KEEP_ALIVE = 15.0  # seconds between comment lines on a quiet stream
 COMPLETE = b"event: complete\ndata: \n\n"
 _COMMENT = b":\n\n"
+# Written after each event: it writes no bytes, but waits for the client to have read
+# what it was sent, for at most ws_send_timeout (statesync.serving.GuardedHttpTools), so a
+# client that stops reading is cut off now rather than at the next event.
+_READ_BACK = b""
 # A stream is not a cacheable answer, and a buffering proxy (nginx) would hold its events.
 _HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -113,6 +117,7 @@ async def _events(stream: Stream, expires_at: datetime | None, leeway: float,
             except StopAsyncIteration:
                 return
             yield next_event(result)
+            yield _READ_BACK
     finally:
         if pending is not None:
             pending.cancel()

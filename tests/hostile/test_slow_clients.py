@@ -205,3 +205,30 @@ def test_connections_over_the_limit_are_refused(strict: Api) -> None:
     with ws_socket(strict, "graphql-transport-ws") as ws:
         ws.send(subscribe("1", {"query": "{ __typename }"}))
         assert receive(ws)["payload"] == {"data": {"__typename": "Query"}}
+
+
+def test_an_event_stream_that_is_not_read_is_cut_off_and_forgotten(strict: Api) -> None:
+    blob = {"blob": "x" * 20_000}
+    for n in range(400):  # 8 MB: more than the kernel's socket buffers hold on loopback
+        strict.data("mutation($input: GaugeInput!, $id: ID) { createGauge(id: $id, input: $input) "
+                    "{ id } }", {"id": f"sse-{n}", "input": {"name": f"sse-{n}", "meta": blob}})
+    body = orjson.dumps({"query": 'subscription { gauges(where: {name: {beginsWith: "sse-"}}) '
+                                  '{ op documents { meta } } }'})
+    connection = tcp(strict)
+    try:  # a snapshot never read
+        host = strict.base_url.removeprefix("http://").encode()
+        connection.sendall(b"POST /graphql HTTP/1.1\r\nhost: " + host + b"\r\naccept: text/event-stream\r\n"
+                           b"content-type: application/json\r\ncontent-length: "
+                           + str(len(body)).encode() + b"\r\n\r\n" + body)
+        deadline = time.monotonic() + WAIT
+        seen_open = False
+        while True:
+            subscriptions = strict.http.get("/healthz").json()["subscriptions"]
+            seen_open = seen_open or subscriptions > 0
+            if seen_open and subscriptions == 0:
+                break
+            assert time.monotonic() < deadline, f"{subscriptions} subscriptions still held"
+            time.sleep(0.1)  # another process's state: polled, with a deadline
+    finally:
+        connection.close()
+    assert strict.healthy()
