@@ -33,32 +33,21 @@ def node_modules() -> Path:
     return NODE_PROJECT / "node_modules"
 
 
-async def test_the_reference_graphql_ws_client_subscribes_commits_and_receives(
-        server: RunningServer, node_modules: Path) -> None:
+@pytest.mark.parametrize(("script", "product"), [
+    ("reference_client.mjs", {"id": "node-1", "sku": "node-1", "name": "From Node", "priceCents": 120}),
+    ("sse_client.mjs", {"id": "sse-1", "sku": "sse-1", "name": "Over SSE", "priceCents": 90}),
+], ids=["graphql-ws", "graphql-sse"])
+async def test_a_reference_client_subscribes_commits_and_receives(
+        server: RunningServer, node_modules: Path, script: str, product: dict[str, object]) -> None:
     process = await asyncio.create_subprocess_exec(
-        "node", str(NODE_PROJECT / "reference_client.mjs"), f"{server.base_url}/graphql",
+        "node", str(NODE_PROJECT / script), f"{server.base_url}/graphql",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, stderr.decode()
     snapshot, commit, created = orjson.loads(stdout)
     assert snapshot == {"op": "SNAPSHOT", "document": None, "documents": []}
     assert commit == {"commit": {"data": {"createProduct": {"version": 1}}}}
-    assert created == {"op": "CREATED", "documents": None, "document": {
-        "id": "node-1", "sku": "node-1", "name": "From Node", "priceCents": 120}}
-
-
-async def test_the_reference_graphql_sse_client_subscribes_commits_and_receives(
-        server: RunningServer, node_modules: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "node", str(NODE_PROJECT / "sse_client.mjs"), f"{server.base_url}/graphql",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode == 0, stderr.decode()
-    snapshot, commit, created = orjson.loads(stdout)
-    assert snapshot == {"op": "SNAPSHOT", "document": None, "documents": []}
-    assert commit == {"commit": {"data": {"createProduct": {"version": 1}}}}
-    assert created == {"op": "CREATED", "documents": None, "document": {
-        "id": "sse-1", "sku": "sse-1", "name": "Over SSE", "priceCents": 90}}
+    assert created == {"op": "CREATED", "documents": None, "document": product}
 
 
 @pytest.mark.parametrize("name", ["client.js", "common-CGW11Fyb.js", "LICENSE.md"])
