@@ -2,6 +2,6 @@
 
 from statesync.access import allow, session
 from statesync.conflicts import Merge, Reject
-from statesync.models import field, model, value
+from statesync.models import field, model, ref, value
 
-__all__ = ["Merge", "Reject", "allow", "field", "model", "session", "value"]
+__all__ = ["Merge", "Reject", "allow", "field", "model", "ref", "session", "value"]

@@ -39,6 +39,7 @@ from statesync.feed.hub import Hub
 from statesync.feed.sequencer import Sequencer
 from statesync.loader import load_models
 from statesync.models import ModelSpec
+from statesync.relations import Relations
 from statesync.runtime import Runtime
 from statesync.store import reads
 from statesync.store.commits import model_table
@@ -85,7 +86,7 @@ async def running(settings: Settings, specs: list[ModelSpec], *,
     feed_engine = async_engine(settings.database_url, pool_size=FEED_POOL_SIZE, max_overflow=0)
     redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
     channels = Channels(settings.channel_prefix)
-    hub = Hub(feed_engine)
+    hub = Hub(feed_engine, Relations.of(specs))
     sequencer = Sequencer(feed_engine, redis, channels, settings.feed_poll_interval)
     runtime = Runtime(settings, engine, feed_engine, redis, channels, hub, sequencer,
                       model_table(specs),

@@ -40,6 +40,18 @@ class Change:
     mutation_id: str | None
     committed_at: datetime
     resolution: Resolution | None = None  # an update based on an older version, merged
+    # Set on a change made up for a subscription that selects through a reference: the
+    # (model, id) whose change this is, and ``document`` is the referring one, unchanged.
+    via: tuple[str, str] | None = None
+
+    def through(self, model: str, document: dict[str, Any], fields: tuple[str, ...]) -> Change:
+        """This change of a referenced document as a subscriber of ``document``, which refers
+        to it in ``fields``, sees it: its document is unchanged, but what it shows is not.
+        Such a change stays in this process (never on the wire, never in the changelog)."""
+        return Change(cursor=self.cursor, seq=self.seq, model=model, doc_id=document["id"],
+                      op="UPDATED", version=document["version"], document=document,
+                      previous={}, changed_fields=fields, mutation_id=None,
+                      committed_at=self.committed_at, via=(self.model, self.doc_id))
 
     @classmethod
     def from_row(cls, row: Any) -> Change:

@@ -5,6 +5,8 @@
      ├── PayloadTooLarge     PAYLOAD_TOO_LARGE   a document over ``max_document_bytes``
      ├── NotFound            NOT_FOUND           no live document with that id
      ├── AlreadyExists       ALREADY_EXISTS      create with an id that is taken
+ ├── ReferenceNotFound   REFERENCE_NOT_FOUND a ref to no live document of its model
+ ├── Referenced          REFERENCED          delete of a document a ``restrict`` ref still names
      ├── Conflict            CONFLICT            stale ``expectedVersion``; carries the current document
      │    └── BaseUnavailable BASE_UNAVAILABLE  a merge's base version is gone from the changelog
      ├── MutationIdReused    MUTATION_ID_REUSED  same ``mutationId``, different request
@@ -50,6 +52,17 @@ class NotFound(StatesyncError):
 
 class AlreadyExists(StatesyncError):
     code = "ALREADY_EXISTS"
+
+
+class ReferenceNotFound(StatesyncError):
+    code = "REFERENCE_NOT_FOUND"
+
+
+class Referenced(StatesyncError):
+    """Nothing was deleted: documents still refer to it (``on_delete="restrict"``), or the
+    rules would have cleared or deleted more of them than one commit may touch."""
+
+    code = "REFERENCED"
 
 
 class Conflict(StatesyncError):

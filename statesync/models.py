@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, get_args, overload
 
 import pydantic
 
@@ -42,10 +42,23 @@ class ValueOptions:
     pass
 
 
+OnDelete = Literal["restrict", "set_null", "cascade"]
+ON_DELETE: tuple[str, ...] = get_args(OnDelete)
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A field that holds the id of another model's document (``statesync.ref``)."""
+
+    target: str  # the model's name
+    on_delete: OnDelete = "restrict"
+
+
 @dataclass(frozen=True, slots=True)
 class FieldOptions:
     clients_may_write: bool = True
     description: str | None = None
+    ref: Reference | None = None
 
 
 def field(
@@ -57,6 +70,31 @@ def field(
 ) -> Any:
     """A model field with options; ``clients_may_write=False`` keeps it out of client inputs."""
     options = FieldOptions(clients_may_write=clients_may_write, description=description)
+    return dataclasses.field(
+        default=default, default_factory=default_factory, metadata={"statesync": options}
+    )
+
+
+def ref(
+    target: type | str,
+    *,
+    on_delete: OnDelete = "restrict",
+    default: Any = dataclasses.MISSING,
+    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    clients_may_write: bool = True,
+    description: str | None = None,
+) -> Any:
+    """A reference to a document of the model ``target`` (its class, or its name for one
+    declared elsewhere). The field is annotated ``str`` (``str | None``, or ``list[str]`` for
+    several) and stores the id; the API resolves it to the document, in batches, and keeps
+    subscriptions that select through it live. Deleting a referenced document is refused
+    (``"restrict"``), clears the reference (``"set_null"``: a nullable field, or an id taken
+    out of a list) or deletes the referring document too (``"cascade"``)."""
+    name = target if isinstance(target, str) else target.__name__
+    if on_delete not in ON_DELETE:
+        raise TypeError(f"ref({name!r}): on_delete must be one of {', '.join(ON_DELETE)}")
+    options = FieldOptions(clients_may_write=clients_may_write, description=description,
+                           ref=Reference(name, on_delete))
     return dataclasses.field(
         default=default, default_factory=default_factory, metadata={"statesync": options}
     )
@@ -155,6 +193,7 @@ class FieldSpec:
     has_default: bool
     clients_may_write: bool
     description: str | None
+    ref: Reference | None = None
 
     @property
     def required(self) -> bool:
@@ -222,9 +261,24 @@ def fields_of(cls: type) -> tuple[FieldSpec, ...]:
         has_default = (
             f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         )
-        ref = type_ref(hints[f.name], f"{cls.__name__}.{f.name}")
-        specs.append(FieldSpec(f.name, ref, has_default, options.clients_may_write, options.description))
+        where = f"{cls.__name__}.{f.name}"
+        ref = type_ref(hints[f.name], where)
+        if options.ref is not None:
+            _check_reference(where, ref, options.ref)
+        specs.append(FieldSpec(f.name, ref, has_default, options.clients_may_write,
+                               options.description, options.ref))
     return tuple(specs)
+
+
+def _check_reference(where: str, ref: TypeRef, reference: Reference) -> None:
+    shape = ref.shape
+    single = isinstance(shape, Scalar) and shape.py is str
+    several = (isinstance(shape, ListOf) and isinstance(shape.item.shape, Scalar)
+               and shape.item.shape.py is str and not shape.item.nullable)
+    if not (single or several):
+        raise TypeError(f"{where}: a ref holds ids: annotate it str, str | None or list[str]")
+    if reference.on_delete == "set_null" and single and not ref.nullable:
+        raise TypeError(f"{where}: on_delete='set_null' needs a nullable field (str | None)")
 
 
 def _check_list_path(model_name: str, fields: tuple[FieldSpec, ...], path: str) -> None:

@@ -14,14 +14,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import HTTPConnection
+from strawberry.dataloader import DataLoader
 
 from statesync.access import Access, ModelAccess
 from statesync.api.quotas import Quotas
 from statesync.identity import Identity
 from statesync.runtime import Runtime
+from statesync.store import reads
 
 
 @dataclass(slots=True)
@@ -33,10 +36,30 @@ class Context:
     quotas: Quotas
     slots: asyncio.Semaphore = field(init=False)
     _snapshot_turn: asyncio.Lock = field(init=False)
+    _referenced: dict[str, DataLoader[str, dict[str, Any] | None]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.runtime.settings.db_connections_per_client)
         self._snapshot_turn = asyncio.Lock()
+        self._referenced = {}
+
+    def referenced(self, model: str) -> DataLoader[str, dict[str, Any] | None]:
+        """Loads the documents references name, as this client may see them: every load in
+        one tick of the loop is one query (a page of orders and all their products: two).
+        Nothing is cached, because a websocket's context lives as long as its subscriptions
+        and each of their messages must show the referenced documents as they are now."""
+        loader = self._referenced.get(model)
+        if loader is None:
+            kinds = self.runtime.models[model].spec.filter_kinds()
+            access = self.model_access(model)
+
+            async def load(ids: list[str]) -> list[dict[str, Any] | None]:
+                async with self.connect() as connection:
+                    found = await reads.documents_by_id(connection, model, ids, access, kinds)
+                return [found.get(i) for i in ids]
+
+            loader = self._referenced[model] = DataLoader(load, cache=False)
+        return loader
 
     def model_access(self, model: str) -> ModelAccess | None:
         """This client's rules for ``model`` (None: the admin)."""

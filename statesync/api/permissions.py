@@ -28,6 +28,7 @@ from strawberry.utils.str_converters import to_camel_case
 from statesync.access import Access
 from statesync.api.errors import coded
 from statesync.api.operations import Prepared
+from statesync.api.types import reference_id_name
 from statesync.errors import Forbidden
 from statesync.models import META_FIELDS, ModelSpec
 
@@ -51,7 +52,11 @@ class SchemaMap:
         roots: dict[tuple[str, str], tuple[str, str]] = {}
         for spec in specs:
             names = [*META_FIELDS, *(f.name for f in spec.fields)]
-            outputs[spec.name] = (spec.name, {to_camel_case(n): n for n in names})
+            graphql = {to_camel_case(n): n for n in names}
+            # A reference's raw ids reveal what the field does.
+            graphql |= {to_camel_case(reference_id_name(f)): f.name
+                        for f in spec.fields if f.ref is not None}
+            outputs[spec.name] = (spec.name, graphql)
             for root, field_name, action in (
                     ("Query", spec.singular, "read"), ("Query", spec.plural, "read"),
                     ("Subscription", spec.singular, "read"), ("Subscription", spec.plural, "read"),

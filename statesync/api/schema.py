@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Seque
 from typing import Any, Optional
 
 import strawberry
+from strawberry.types.nodes import SelectedField
 from strawberry.types.unset import UNSET
 from strawberry.utils.str_converters import to_camel_case
 
@@ -17,8 +18,16 @@ from statesync import filters, values
 from statesync.api.context import Context
 from statesync.api.events import EventMutations, EventQueries, EventSubscriptions
 from statesync.api.inputs import plain, to_filter, to_order
+from statesync.api.references import followed
 from statesync.api.streams import LiveSinks, Message, Target, live_message, stream
-from statesync.api.types import ChangeOp, ConflictResolution, ModelTypes, PageInfo, TypeFactory
+from statesync.api.types import (
+    ChangeOp,
+    ConflictResolution,
+    ModelTypes,
+    PageInfo,
+    ReferenceChange,
+    TypeFactory,
+)
 from statesync.conflicts import Resolution
 from statesync.errors import BadInput, Forbidden, InvalidCursor, QueryTooComplex
 from statesync.feed.subscriber import Sink
@@ -49,7 +58,8 @@ def _resolver(params: Sequence[tuple[str, Any, Any]], returns: Any,
 
     async def subscriber(info: strawberry.Info, **kwargs: Any) -> AsyncGenerator[Any, None]:
         # The root value may offer the live fast path (statesync.api.streams.LiveSinks).
-        async with contextlib.aclosing(body(info.context, info.root_value, **kwargs)) as items:
+        async with contextlib.aclosing(body(info.context, info.root_value,
+                                            info.selected_fields[0], **kwargs)) as items:
             async for item in items:
                 yield item
 
@@ -209,27 +219,31 @@ class ModelApi:
             has_more=message.has_more,
             mutation_id=change.mutation_id if change else None,
             resolution=self._resolution(ctx, change.resolution) if change else None,
+            via=None if change is None or change.via is None else ReferenceChange(
+                model=change.via[0], id=strawberry.ID(change.via[1])),
         )
 
-    def _live(self, ctx: Context, root: Any) -> Sink | None:
-        if not isinstance(root, LiveSinks):
+    def _live(self, ctx: Context, root: Any, target: Target) -> Sink | None:
+        # A frame that shows referenced documents reads them as it renders: it cannot be
+        # rendered without waiting, which is what the fast path is for.
+        if not isinstance(root, LiveSinks) or target.follows:
             return None
         return root.sink(lambda delivery: self._message(ctx, live_message(delivery)))
 
-    async def watch_one(self, ctx: Context, root: Any, id: str, since: Any = UNSET
-                        ) -> AsyncGenerator[Any, None]:
+    async def watch_one(self, ctx: Context, root: Any, selected: SelectedField, id: str,
+                        since: Any = UNSET) -> AsyncGenerator[Any, None]:
         target = Target.of(self.spec.name, self._id(ctx, id), None, self.kinds,
-                           ctx.model_access(self.spec.name))
-        live = self._live(ctx, root)
+                           ctx.model_access(self.spec.name), followed(self.spec.fields, selected))
+        live = self._live(ctx, root, target)
         async with contextlib.aclosing(stream(ctx, target, _given(since), live)) as messages:
             async for message in messages:
                 yield self._message(ctx, message)
 
-    async def watch_many(self, ctx: Context, root: Any, where: Any = UNSET, since: Any = UNSET
-                         ) -> AsyncGenerator[Any, None]:
+    async def watch_many(self, ctx: Context, root: Any, selected: SelectedField,
+                         where: Any = UNSET, since: Any = UNSET) -> AsyncGenerator[Any, None]:
         target = Target.of(self.spec.name, None, self._where(ctx, where), self.kinds,
-                           ctx.model_access(self.spec.name))
-        live = self._live(ctx, root)
+                           ctx.model_access(self.spec.name), followed(self.spec.fields, selected))
+        live = self._live(ctx, root, target)
         async with contextlib.aclosing(stream(ctx, target, _given(since), live)) as messages:
             async for message in messages:
                 yield self._message(ctx, message)
@@ -242,7 +256,7 @@ def _given(value: Any) -> Any:
 def build_schema(specs: Sequence[ModelSpec]) -> strawberry.Schema:
     if not specs:
         raise ValueError("no models declared: add a @statesync.model class to the schema folder")
-    factory = TypeFactory()
+    factory = TypeFactory(specs)
     query: dict[str, Any] = {}
     mutation: dict[str, Any] = {}
     subscription: dict[str, Any] = {}

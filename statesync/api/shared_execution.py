@@ -8,7 +8,7 @@ goes to every subscriber, so the same cursor and op mean the same message) under
 query text and the variables its selection uses, and hands it to the next subscriber.
 
 What may share: a message that carries a change (live or replayed), keyed by
-``(op, cursor)``, because the op is already per subscriber (``REMOVED`` vs ``UPDATED``).
+``(op, cursor, document id)``, because the op is already per subscriber (``REMOVED`` vs ``UPDATED``).
 Snapshots and ``RESYNC`` are per subscriber and always executed. Variables used only
 in the root field's arguments (``id``, ``where``, ``since``) choose the stream, not how a
 message renders, so they are left out of the key; any other variable is in it.
@@ -39,7 +39,9 @@ MAX_SHARED_RESULTS = 4096
 # What renders a message the same way: the query, its operation, the variables its
 # selection uses (encoded) and the reader's role.
 Rendering = tuple[str, str | None, bytes, str]
-Key = tuple[str, int, str, str | None, bytes, str]  # (op, cursor) + Rendering
+# (op, cursor, document id) + Rendering: a change of a referenced document is shown, at its
+# cursor, by every document that refers to it (statesync.change.Change.through).
+Key = tuple[str, int, str | None, str, str | None, bytes, str]
 
 V = TypeVar("V")
 
@@ -164,7 +166,8 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         if message.changed_fields is None:
             return None
         rendering = self.rendering(role)
-        return None if rendering is None else (message.op.value, int(message.cursor), *rendering)
+        return None if rendering is None else (message.op.value, int(message.cursor), message.id,
+                                               *rendering)
 
     def rendering(self, role: str) -> Rendering | None:
         """What decides how this operation renders a live change (None: it cannot share)."""

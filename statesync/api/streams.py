@@ -23,6 +23,7 @@ from statesync.access import ModelAccess
 from statesync.api.context import Context
 from statesync.change import Change
 from statesync.errors import BadInput, Forbidden, InvalidCursor
+from statesync.feed.hub import MAX_REFERRING
 from statesync.feed.subscriber import Delivery, Overflowed, Sink, Subscriber, classify_by
 from statesync.filters import AllOf, FieldKind, Filter, Matcher, matcher
 from statesync.store import reads
@@ -66,6 +67,7 @@ class Target:
     where: Filter | None
     kinds: Mapping[str, FieldKind]
     access: ModelAccess | None = None
+    follows: frozenset[str] = frozenset()  # referenced models its selection shows
     match: Matcher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -73,13 +75,14 @@ class Target:
 
     @classmethod
     def of(cls, model: str, doc_id: str | None, where: Filter | None,
-           kinds: Mapping[str, FieldKind], access: ModelAccess | None) -> Target:
+           kinds: Mapping[str, FieldKind], access: ModelAccess | None,
+           follows: frozenset[str] = frozenset()) -> Target:
         if access is not None:
             if not access.can_read:
                 raise Forbidden(f"this role may not read {model} documents", model=model)
             if access.visible is not None and where != access.visible:  # (the same: once)
                 where = access.visible if where is None else AllOf((where, access.visible))
-        return cls(model, doc_id, where, kinds, access)
+        return cls(model, doc_id, where, kinds, access, follows)
 
     def wants(self, change: Change) -> str | None:
         if change.model != self.model:
@@ -108,7 +111,8 @@ async def stream(ctx: Context, target: Target, since: str | None, live: Sink | N
     runtime = ctx.runtime
     settings = runtime.settings
     async with runtime.hub.subscribe(target.model, target.doc_id, target.where, target.kinds,
-                                     settings.subscriber_queue_size) as subscriber:
+                                     settings.subscriber_queue_size,
+                                     target.follows) as subscriber:
         metrics.SUBSCRIPTIONS.inc()
         try:
             if since is not None:
@@ -124,8 +128,11 @@ async def stream(ctx: Context, target: Target, since: str | None, live: Sink | N
             while True:
                 delivery = await subscriber.get(live, last)
                 last = max(last, subscriber.passed)
-                if delivery.change.cursor > last:
-                    last = delivery.change.cursor
+                # A change seen through a reference shares its cursor with the change itself
+                # and with the others it made up: the same cursor is no repeat for it.
+                cursor = delivery.change.cursor
+                if cursor > last or (cursor == last and delivery.change.via is not None):
+                    last = cursor
                     yield live_message(delivery)
         except (Overflowed, PrunedSince):
             metrics.RESYNCS.inc()
@@ -155,16 +162,43 @@ async def _replay(ctx: Context, target: Target, since: int) -> AsyncIterator[Mes
     if since < head and (oldest is None or oldest > since + 1):
         raise PrunedSince  # what came after `since` is no longer kept: start over
     after = since
+    related = sorted(target.follows)
     while True:
         async with ctx.streaming_read() as connection:
-            page = await reads.changes(connection, target.model, target.doc_id, after, REPLAY_PAGE)
+            page = await reads.changes(connection, target.model, target.doc_id, after, REPLAY_PAGE,
+                                       related)
+        # A referenced document's change is replayed as the hub delivers it live (the
+        # referring documents, as they are now), once per document per page: its last.
+        last_of = {(c.model, c.doc_id): c.cursor for c in page if c.model != target.model}
         for change in page:
+            if change.model != target.model:
+                if last_of[(change.model, change.doc_id)] == change.cursor:
+                    async for message in _through_references(ctx, target, change):
+                        yield message
+                continue
             op = target.wants(change)
             if op is not None:
                 yield _message(op, change)
         if len(page) < REPLAY_PAGE:
             return
         after = page[-1].cursor
+
+
+async def _through_references(ctx: Context, target: Target, change: Change
+                              ) -> AsyncIterator[Message]:
+    paths = [p for p in ctx.runtime.hub.relations.referring_to(change.model)
+             if p.model == target.model]
+    async with ctx.streaming_read() as connection:
+        found = await reads.referring(connection, paths, change.doc_id, MAX_REFERRING + 1)
+    if len(found) > MAX_REFERRING:
+        raise PrunedSince  # as live: too many to re-render one by one, so start over
+    for model, document, fields in found:
+        if target.doc_id is not None and document["id"] != target.doc_id:
+            continue
+        seen = change.through(model, document, fields)
+        op = target.wants(seen)
+        if op is not None:
+            yield _message(op, seen)
 
 
 async def _snapshot(ctx: Context, target: Target, subscriber: Subscriber

@@ -8,6 +8,7 @@ Names follow what Amplify and Hasura users know: ``Order``, ``OrderInput``,
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional
@@ -48,7 +49,15 @@ class ChangeMessage:
 
     op: ChangeOp
     cursor: str
+    id: str | None
     changed_fields: list[str] | None
+
+
+@strawberry.type(description="The change of a referenced document that a message shows: the "
+                            "document it carries did not change, what it refers to did.")
+class ReferenceChange:
+    model: str
+    id: strawberry.ID
 
 
 @strawberry.type(description="How an update based on an older version was applied to a newer "
@@ -124,13 +133,27 @@ class ModelTypes:
     change: type
 
 
-class TypeFactory:
-    """Builds types for every model of a schema, sharing enums and embedded values."""
+def reference_id_name(f: FieldSpec) -> str:
+    """The output field holding a reference's raw id(s): ``product`` → ``productId``,
+    ``tags`` → ``tagIds``."""
+    if isinstance(f.type.shape, ListOf):
+        return (f.name[:-1] if f.name.endswith("s") else f.name) + "_ids"
+    return f.name + "_id"
 
-    def __init__(self) -> None:
+
+class TypeFactory:
+    """Builds types for every model of a schema, sharing enums and embedded values.
+
+    Models may refer to each other in any order (and in circles), so every model's output
+    class exists, empty, before any is built: a reference's resolver names its target's
+    class, which strawberry reads only when the schema is assembled."""
+
+    def __init__(self, specs: Sequence[ModelSpec] = ()) -> None:
         self._enums: dict[type[enum.Enum], Any] = {}
         self._enum_filters: dict[type[enum.Enum], type] = {}
         self._values: dict[type, tuple[type, type[DocumentView], type]] = {}
+        self._outputs: dict[str, type] = {spec.name: type(spec.name, (), {}) for spec in specs}
+        self._views: dict[str, type[DocumentView]] = {}
 
     # ---- leaf and embedded types ------------------------------------------------------------
 
@@ -181,14 +204,67 @@ class TypeFactory:
             annotations.update(id=strawberry.ID, version=int, created_at=datetime,
                                updated_at=datetime, expires_at=Optional[datetime])  # noqa: UP045
         for f in fields:
+            if f.ref is not None:
+                namespace.update(self._reference(f))
+                continue
             annotations[f.name], convert = self._graphql_type(f.type, for_input=False)
             if convert is not None:
                 converters[f.name] = convert
             if f.description:
                 namespace[f.name] = strawberry.field(description=f.description)
         namespace["__annotations__"] = annotations
-        output = strawberry.type(type(name, (), namespace))
-        return output, view_class(name, converters)
+        shell = self._outputs.get(name) if meta else None
+        if shell is None:
+            shell = type(name, (), {})
+        for key, value in namespace.items():
+            setattr(shell, key, value)
+        output = strawberry.type(shell)
+        view = view_class(name, converters)
+        if meta:
+            self._views[name] = view
+        return output, view
+
+    def _reference(self, f: FieldSpec) -> dict[str, Any]:
+        """A reference's two output fields: the document(s) it names, resolved in batches
+        (null, or left out of a list, where the reader may not see one or it is gone), and
+        the raw id(s)."""
+        assert f.ref is not None
+        target, name = f.ref.target, f.name
+        if target not in self._outputs:
+            raise TypeError(f"{f.name}: refers to {target!r}, which is not a model of this schema")
+        many = isinstance(f.type.shape, ListOf)
+        views = self._views
+
+        async def resolve_one(root: Any, info: strawberry.Info) -> Any:
+            doc_id = root._data.get(name)
+            if doc_id is None:
+                return None
+            found = await info.context.referenced(target).load(doc_id)
+            return None if found is None else views[target](found)
+
+        async def resolve_many(root: Any, info: strawberry.Info) -> Any:
+            ids = root._data.get(name) or []
+            found = await info.context.referenced(target).load_many(ids)
+            return [views[target](doc) for doc in found if doc is not None]
+
+        def raw_ids(root: Any) -> Any:
+            return root._data.get(name)
+
+        shell = self._outputs[target]
+        resolve: Any = resolve_many if many else resolve_one
+        resolve.__annotations__ = {"info": strawberry.Info,
+                                   "return": list[shell] if many else Optional[shell]}  # type: ignore[valid-type]  # noqa: UP045
+        raw_ids.__annotations__ = {"return": (list[strawberry.ID] if many else
+                                              strawberry.ID if not f.type.nullable else
+                                              Optional[strawberry.ID])}  # noqa: UP045
+        described = f.description or f"The {target} this refers to"
+        return {
+            name: strawberry.field(resolver=resolve, description=(
+                f"{described} (null where you may not read it)" if not many
+                else f"{described}: those you may read")),
+            reference_id_name(f): strawberry.field(resolver=raw_ids, description=(
+                f"The id{'s' if many else ''} of the {target} this refers to")),
+        }
 
     def _input(self, name: str, fields: tuple[FieldSpec, ...], *, partial: bool,
                expires: bool = False, preset: frozenset[str] = frozenset()) -> type:
@@ -198,6 +274,10 @@ class TypeFactory:
             if not f.clients_may_write:
                 continue
             graphql_type, _ = self._graphql_type(f.type, for_input=True)
+            if f.ref is not None:  # an id is what a client writes to a reference
+                ids: Any = (list[strawberry.ID] if isinstance(f.type.shape, ListOf)
+                            else strawberry.ID)
+                graphql_type = Optional[ids] if f.type.nullable else ids  # noqa: UP045
             # A field some role's rule presets from the session is not the client's to send
             # (for that role); for the others the model still requires it, on commit.
             optional = partial or not f.required or f.name in preset
@@ -285,7 +365,12 @@ class TypeFactory:
                 "documents": Optional[list[output]],  # type: ignore[valid-type]  # noqa: UP045
                 "has_more": Optional[bool], "mutation_id": Optional[strawberry.ID],  # noqa: UP045
                 "resolution": Optional[ConflictResolution],  # noqa: UP045
+                "via": Optional[ReferenceChange],  # noqa: UP045
             },
+            "via": strawberry.field(
+                default=None, description="Set when this UPDATED is sent because a document "
+                                          "the selection shows through a reference changed: "
+                                          "the version is the same, what it shows is not."),
             "resolution": strawberry.field(
                 default=None, description="On a change that merged an update based on an older "
                                           "version: what was applied and what was kept."),

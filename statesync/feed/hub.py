@@ -4,6 +4,12 @@ Redis pub/sub is fire-and-forget, so the hub trusts nothing it is sent: cursors
 are dense, and any gap (a lost message, a Redis reconnect, a sequencer that died
 between commit and publish) is refilled from the changelog before delivery. A
 periodic check of the feed head catches a gap that no later message reveals.
+
+A subscription whose selection reaches through a reference (an order's
+``items { product { priceCents } }``) *follows* the referenced model: when a product
+changes, the hub finds the documents that refer to it and hands each following
+subscriber an ``UPDATED`` of each one it sees (``Change.through``), before the next change
+of the feed, so every screen showing the order shows the new price.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from statesync.change import Change
 from statesync.feed.subscriber import Subscriber
 from statesync.filters import FieldKind, Filter
+from statesync.relations import Relations
+from statesync.store import reads
 from statesync.store import statements as q
 
 log = logging.getLogger(__name__)
@@ -28,6 +36,10 @@ REFILL_PAGE = 1000
 # A refill waits this long per page for subscribers to make room; one still full after it
 # is slow, not merely behind, and overflows (RESYNC) like any slow subscriber.
 REFILL_PATIENCE = 2.0
+# Documents one change of a referenced document may re-render for following subscribers;
+# past it, they start over (RESYNC) instead of the hub reading without end.
+MAX_REFERRING = 1000
+FOLLOWED_OPS = frozenset({"UPDATED", "DELETED", "EXPIRED"})
 
 
 class SeqWatch:
@@ -49,8 +61,11 @@ class SeqWatch:
 
 
 class Hub:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, relations: Relations | None = None) -> None:
         self._engine = engine
+        self._relations = relations or Relations({}, {})
+        # Subscribers that follow a referenced model, by that model.
+        self._following: dict[str, set[Subscriber]] = defaultdict(set)
         self._lock = asyncio.Lock()
         self._by_document: dict[tuple[str, str], set[Subscriber]] = defaultdict(set)
         self._by_model: dict[str, set[Subscriber]] = defaultdict(set)
@@ -59,23 +74,32 @@ class Hub:
         self._watches: set[SeqWatch] = set()
 
     @property
+    def relations(self) -> Relations:
+        return self._relations
+
+    @property
     def subscriber_count(self) -> int:
         return sum(map(len, self._by_document.values())) + sum(map(len, self._by_model.values()))
 
     @contextlib.asynccontextmanager
     async def subscribe(self, model: str, doc_id: str | None, where: Filter | None,
-                        kinds: Mapping[str, FieldKind], maxsize: int) -> AsyncIterator[Subscriber]:
+                        kinds: Mapping[str, FieldKind], maxsize: int,
+                        follows: frozenset[str] = frozenset()) -> AsyncIterator[Subscriber]:
+        """``follows``: the referenced models the subscription's selection shows."""
         subscriber = Subscriber(model, doc_id, where, kinds, maxsize)
         indexes: dict[Any, set[Subscriber]] = self._by_document if doc_id is not None else self._by_model
         key = (model, doc_id) if doc_id is not None else model
-        indexes[key].add(subscriber)
+        entries = [(indexes, key), *((self._following, target) for target in follows)]
+        for index, at in entries:
+            index[at].add(subscriber)
         try:
             yield subscriber
         finally:
-            remaining = indexes[key]
-            remaining.discard(subscriber)
-            if not remaining:
-                del indexes[key]  # or every document ever watched keeps an entry
+            for index, at in entries:
+                remaining = index[at]
+                remaining.discard(subscriber)
+                if not remaining:
+                    del index[at]  # or every document ever watched keeps an entry
 
     async def catch_up(self) -> None:
         """Deliver everything up to the feed head; starts the hub on first call."""
@@ -97,7 +121,7 @@ class Hub:
                     continue
                 if change.cursor > self.last + 1:
                     await self._refill(change.cursor - 1)
-                self._dispatch(change)
+                await self._deliver(change)
 
     async def _refill(self, upto: int) -> None:
         assert self.last is not None
@@ -115,7 +139,7 @@ class Hub:
                 if not rows:
                     raise RuntimeError(f"changelog has no cursor after {self.last} up to {upto}")
                 for row in rows:
-                    self._dispatch(Change.from_row(row))
+                    await self._deliver(Change.from_row(row))
 
     def _all_subscribers(self) -> list[Subscriber]:
         return [s for group in (*self._by_document.values(), *self._by_model.values())
@@ -136,6 +160,31 @@ class Hub:
             yield watch
         finally:
             self._watches.discard(watch)
+
+    async def _deliver(self, change: Change) -> None:
+        self._dispatch(change)
+        followers = self._following.get(change.model)
+        if followers and change.op in FOLLOWED_OPS:
+            await self._through_references(change, followers)
+
+    async def _through_references(self, change: Change, followers: set[Subscriber]) -> None:
+        paths = [p for p in self._relations.referring_to(change.model)
+                 if any(s.model == p.model for s in followers)]
+        if not paths:
+            return
+        async with self._engine.connect() as connection:
+            found = await reads.referring(connection, paths, change.doc_id, MAX_REFERRING + 1)
+        if len(found) > MAX_REFERRING:
+            log.warning("%s %s is referred to by more than %d documents: their followers resync",
+                        change.model, change.doc_id, MAX_REFERRING)
+            for subscriber in list(followers):
+                subscriber.resync()
+            return
+        for model, document, fields in found:
+            seen = change.through(model, document, fields)
+            for subscriber in list(followers):
+                if subscriber.model == model and subscriber.doc_id in (None, seen.doc_id):
+                    subscriber.offer(seen)
 
     def _dispatch(self, change: Change) -> None:
         for watch in self._watches:

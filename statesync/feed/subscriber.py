@@ -109,10 +109,18 @@ class Subscriber:
         self._ready.set()
         return False
 
+    def resync(self) -> None:
+        """Make the reader start over, as if it had overflowed."""
+        self.overflowed = True
+        self._queue.clear()
+        self._roomy.set()
+        self._ready.set()
+
     def _sunk(self, delivery: Delivery) -> bool:
         sink, self._sink = self._sink, None  # refused or raised: the reader takes over
         assert sink is not None
-        if delivery.change.cursor <= self.passed:
+        if delivery.change.cursor < self.passed or (
+                delivery.change.cursor == self.passed and delivery.change.via is None):
             self._sink = sink
             return True  # the reader has it already (a replay ran past the live feed)
         try:

@@ -17,13 +17,22 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from statesync import conflicts, values
+from statesync import conflicts, relations, values
 from statesync import documents as docs
 from statesync.access import ModelAccess
 from statesync.change import document_from_json
 from statesync.conflicts import Resolution
-from statesync.errors import BadInput, BaseUnavailable, Conflict, Forbidden, MutationIdReused
+from statesync.errors import (
+    BadInput,
+    BaseUnavailable,
+    Conflict,
+    Forbidden,
+    MutationIdReused,
+    Referenced,
+    ReferenceNotFound,
+)
 from statesync.models import ModelSpec
+from statesync.relations import RefPath, Relations
 from statesync.store import statements as q
 from statesync.store.sql import Query
 from statesync.validation import Validator
@@ -57,17 +66,26 @@ class CommitResult:
                    resolution=Resolution.from_json(stored.get("resolution")))
 
 
+# How many documents one delete may clear or delete through references, per reference:
+# a commit is one transaction, and one that touches this many is a batch job's, not a click's.
+MAX_REFERRING = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Model:
     """A model as the write path needs it."""
 
     spec: ModelSpec
     validator: Validator
+    refs: tuple[RefPath, ...] = ()  # the references its documents hold
+    referred_by: tuple[RefPath, ...] = ()  # the references other documents hold to it
 
 
 def model_table(specs: list[ModelSpec]) -> dict[str, Model]:
     """The write path's view of the deployment's models, by name."""
-    return {spec.name: Model(spec, Validator(spec.cls)) for spec in specs}
+    related = Relations.of(specs)
+    return {spec.name: Model(spec, Validator(spec.cls), related.from_model(spec.name),
+                             related.referring_to(spec.name)) for spec in specs}
 
 
 def _stored(row: Any) -> docs.Stored | None:
@@ -139,6 +157,8 @@ def commit_steps(
             if mutation_id is not None:
                 yield q.record_mutation_result(mutation_id, unchanged.to_json())
             return unchanged
+        if planned.document is not None and model.refs:
+            yield from _check_targets(model, planned, current, now)
         event_id = str(uuid.uuid4())
         result = CommitResult(
             op=planned.op, id=doc_id, version=planned.version,
@@ -155,9 +175,64 @@ def commit_steps(
             result=result.to_json() if mutation_id is not None else None,
             resolution=resolution)).first()
         if written is not None:
+            if planned.op in docs.GONE and model.referred_by:
+                yield from _on_delete(models, model, doc_id, planned.op, now, caused_by,
+                                      max_document_bytes)
             return result
         # A concurrent create of the same id committed first: decide again against it.
         current = _stored((yield q.lock_document(write.model, doc_id)).first())
+
+
+def _check_targets(model: Model, planned: docs.Planned, current: docs.Stored | None,
+                   now: datetime) -> Generator[Statement, Any, None]:
+    """Every id the write newly refers to names a live document of its model (and stays
+    one until this commits: a concurrent delete of it waits, then sees the reference)."""
+    before = current.data if current is not None and current.live_at(now) else None
+    for path in model.refs:
+        if before is not None and path.field not in planned.changed_fields:
+            continue
+        ids = relations.referenced_ids(planned.data, path)
+        if before is not None:
+            ids -= relations.referenced_ids(before, path)
+        if not ids:
+            continue
+        found = {row.id for row in (yield q.live_targets(path.target, sorted(ids), now)).all()}
+        missing = sorted(ids - found)
+        if missing:
+            raise ReferenceNotFound(
+                f"{path.label} refers to {path.target} {missing[0]!r}, which does not exist",
+                field=path.field, model=path.target, ids=missing[:10])
+
+
+def _on_delete(models: Mapping[str, Model], model: Model, doc_id: str, op: str, now: datetime,
+               caused_by: str | None, max_bytes: int) -> Generator[Statement, Any, None]:
+    """What each reference to the deleted document declares: refuse (restrict), clear the
+    reference (set_null) or delete the referring document (cascade), in this transaction.
+    The rules are the schema's, so they run as the system whoever deleted: like a foreign
+    key, they do not ask the deleter's role. An expiry cannot be refused, so restrict lets
+    it pass (the reference then resolves to null)."""
+    for path in model.referred_by:
+        if path.on_delete == "restrict" and op != "DELETED":
+            continue
+        limit = 1 if path.on_delete == "restrict" else MAX_REFERRING + 1
+        rows = (yield q.referring(path.model, relations.containment(path, doc_id), now,
+                                  limit)).all()
+        if not rows:
+            continue
+        if path.on_delete == "restrict":
+            raise Referenced(f"{model.spec.name} {doc_id} is still referred to by "
+                             f"{path.label}; delete or change those first",
+                             referredBy=path.label)
+        if len(rows) > MAX_REFERRING:
+            raise Referenced(f"deleting {model.spec.name} {doc_id} would {path.on_delete} more "
+                             f"than {MAX_REFERRING} documents through {path.label}",
+                             referredBy=path.label, limit=MAX_REFERRING)
+        for row in rows:
+            write: docs.Write = (
+                docs.Delete(path.model, row.id) if path.on_delete == "cascade"
+                else docs.Update(path.model, row.id, relations.without(row.data, path, doc_id)))
+            yield from commit_steps(models, write, caused_by=caused_by, now=now,
+                                    max_document_bytes=max_bytes)
 
 
 CHANGE_ACTIONS = frozenset({"created", "updated", "deleted", "expired"})
@@ -319,6 +394,9 @@ class _Records:
 
     def first(self) -> _Record | None:
         return _Record(self._rows[0]) if self._rows else None
+
+    def all(self) -> list[_Record]:
+        return [_Record(row) for row in self._rows]
 
     def one(self) -> _Record:
         if len(self._rows) != 1:

@@ -16,13 +16,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from statesync import relations
 from statesync.access import ModelAccess
 from statesync.change import Change
 from statesync.filters import FieldKind, Filter, OrderKey
+from statesync.relations import RefPath
 from statesync.sql_filters import after_clause, filter_clause, order_by_clauses
 from statesync.store import statements as q
+from statesync.store.engines import json_dumps
 from statesync.store.tables import documents
 
 Document = dict[str, Any]
@@ -41,6 +45,37 @@ async def document(connection: AsyncConnection, model: str, doc_id: str,
     statement = q.read_document(model, doc_id).where(_visible(access, kinds))
     row = (await connection.execute(statement)).first()
     return None if row is None else q.document_of(row)
+
+
+async def documents_by_id(connection: AsyncConnection, model: str, ids: Sequence[str],
+                          access: ModelAccess | None, kinds: Mapping[str, FieldKind]
+                          ) -> dict[str, Document]:
+    """The live documents of ``model`` with these ids that the reader may see, by id: what
+    references resolve to, one query for a whole batch of them."""
+    statement = q.list_documents(model, documents.c.id.in_(sorted(set(ids))) & _visible(
+        access, kinds), [documents.c.id], len(ids))
+    return {row.id: q.document_of(row) for row in (await connection.execute(statement)).all()}
+
+
+async def referring(connection: AsyncConnection, paths: Sequence[RefPath], target_id: str,
+                    limit: int) -> list[tuple[str, Document, tuple[str, ...]]]:
+    """Up to ``limit`` live documents that refer to ``target_id`` through ``paths`` (all of one
+    target model): ``(model, document, the fields that refer to it)``, by model and id."""
+    by_model: dict[str, list[RefPath]] = {}
+    for path in paths:
+        by_model.setdefault(path.model, []).append(path)
+    found: list[tuple[str, Document, tuple[str, ...]]] = []
+    for model, model_paths in sorted(by_model.items()):
+        contains = sa.or_(*(documents.c.data.op("@>")(sa.cast(sa.literal(
+            json_dumps(relations.containment(p, target_id))), JSONB)) for p in model_paths))
+        statement = q.list_documents(model, contains, [documents.c.id], limit - len(found))
+        for row in (await connection.execute(statement)).all():
+            fields = tuple(sorted({p.field for p in model_paths
+                                   if target_id in relations.referenced_ids(row.data, p)}))
+            found.append((model, q.document_of(row), fields))
+        if len(found) >= limit:
+            break
+    return found
 
 
 async def page(connection: AsyncConnection, model: str, condition: Filter | None,
@@ -84,10 +119,11 @@ async def feed_bounds(connection: AsyncConnection) -> tuple[int, int | None]:
 
 
 async def changes(connection: AsyncConnection, model: str, doc_id: str | None, after: int,
-                  limit: int) -> list[Change]:
-    """Sequenced changes of a model (or one document) after cursor ``after``, in order."""
+                  limit: int, related: Sequence[str] = ()) -> list[Change]:
+    """Sequenced changes of a model (or one document) after cursor ``after``, in order; and
+    of the ``related`` models, whose documents the subscription selects through references."""
     rows = (await connection.execute(q.changes_between(
-        after, None, model=model, doc_id=doc_id, limit=limit))).all()
+        after, None, model=model, doc_id=doc_id, limit=limit, related=related))).all()
     return [Change.from_row(row) for row in rows]
 
 

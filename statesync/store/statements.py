@@ -81,6 +81,17 @@ _WRITE_CREATED = Sql.of(
     " CAST(:version AS integer), CAST(:data AS jsonb), CAST(:created_at AS timestamptz),"
     " CAST(:updated_at AS timestamptz), CAST(:expires_at AS timestamptz), CAST(:deleted AS boolean))"
     " ON CONFLICT DO NOTHING RETURNING id)," + _CHANGE_REST)
+# References (statesync.relations): the targets a write names, locked against a concurrent
+# delete (KEY SHARE conflicts only with the delete's FOR UPDATE), and the documents that
+# refer to one (the GIN index on data serves the containment test).
+_LIVE_TARGETS = Sql.of(
+    "SELECT id FROM statesync_documents WHERE model = :model AND id = ANY(CAST(:ids AS text[]))"
+    " AND NOT deleted AND (expires_at IS NULL OR expires_at > :now) FOR KEY SHARE")
+_REFERRING = Sql.of(
+    "SELECT id, version, data, created_at, updated_at, expires_at, deleted"
+    " FROM statesync_documents WHERE model = :model AND data @> CAST(:pattern AS jsonb)"
+    " AND NOT deleted AND (expires_at IS NULL OR expires_at > :now)"
+    " ORDER BY id LIMIT :limit FOR UPDATE")
 _INSERT_EVENT = Sql.of(
     "INSERT INTO statesync_outbox (id, type, model, doc_id, key, version, change_seq, "
     "created_at, caused_by, payload) VALUES (CAST(:id AS uuid), :type, :model, :doc_id, :key, "
@@ -131,6 +142,18 @@ def write_change(*, model: str, doc_id: str, creating: bool, row: dict[str, Any]
         payload=json_dumps(ChangeEventPayload(document, previous, tuple(changed_fields),
                                               mutation_id, resolution).to_json()),
         result=_json(result), resolution=_json(resolved))
+
+
+def live_targets(model: str, ids: Sequence[str], now: datetime) -> Query:
+    """Which of ``ids`` are live documents of ``model``, each locked until commit against
+    being deleted."""
+    return _LIVE_TARGETS(model=model, ids=sorted(ids), now=now)
+
+
+def referring(model: str, pattern: Any, now: datetime, limit: int) -> Query:
+    """Up to ``limit`` live documents of ``model`` whose data contains ``pattern``
+    (``relations.containment``), locked for update, by id."""
+    return _REFERRING(model=model, pattern=json_dumps(pattern), now=now, limit=limit)
 
 
 def insert_event(values: dict[str, Any]) -> Query:
@@ -213,15 +236,18 @@ def cursors_of(seqs: set[int]) -> sa.Select[Any]:
 
 
 def changes_between(after: int, upto: int | None, *, model: str | None = None,
-                    doc_id: str | None = None, limit: int = 1000) -> sa.Select[Any]:
-    """Sequenced changes with ``after < cursor <= upto``, in cursor order."""
+                    doc_id: str | None = None, limit: int = 1000,
+                    related: Sequence[str] = ()) -> sa.Select[Any]:
+    """Sequenced changes with ``after < cursor <= upto``, in cursor order: of ``model`` (and
+    ``doc_id``) if given, and of every ``related`` model."""
     stmt = sa.select(*CHANGE_COLUMNS).where(changes.c.cursor > after)
     if upto is not None:
         stmt = stmt.where(changes.c.cursor <= upto)
     if model is not None:
-        stmt = stmt.where(changes.c.model == model)
-    if doc_id is not None:
-        stmt = stmt.where(changes.c.doc_id == doc_id)
+        own = changes.c.model == model
+        if doc_id is not None:
+            own = own & (changes.c.doc_id == doc_id)
+        stmt = stmt.where(sa.or_(own, changes.c.model.in_(sorted(related))) if related else own)
     return stmt.order_by(changes.c.cursor).limit(limit)
 
 

@@ -24,6 +24,9 @@ documents = sa.Table(
     # A deleted document stays as a tombstone so a re-create continues its version
     # sequence: per document, subscribers always see versions increase by one.
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Which documents refer to an id (statesync.relations.containment): `data @> pattern`.
+    sa.Index("statesync_documents_contents", "data", postgresql_using="gin",
+             postgresql_ops={"data": "jsonb_path_ops"}),
 )
 
 # The change feed. ``seq`` is assigned at insert, so it is NOT commit order;

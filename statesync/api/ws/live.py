@@ -70,7 +70,7 @@ class LiveFrames:
         def deliver(delivery: Delivery) -> bool:
             if not running():
                 return False  # stopped: the operation's own task finishes it
-            key = (delivery.op, delivery.change.cursor, *rendering)
+            key = (delivery.op, delivery.change.cursor, delivery.change.doc_id, *rendering)
             payload = payloads.get(key)
             if payload is None:
                 payload = _render(executor, to_root(delivery))
