@@ -24,7 +24,9 @@ class OrderStatus(enum.Enum):
 
 @ss.value
 class LineItem:
-    sku: str
+    # Products are keyed by their SKU. An order may name one the catalog does not have (the
+    # pricing handler rejects it), and keeps naming one deleted since: hence a loose ref.
+    sku: str = ss.ref("Product", relation="product", must_exist=False, on_delete="keep")
     qty: int
 
 

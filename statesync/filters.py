@@ -85,12 +85,14 @@ __all__ = [
     "Negate",
     "Op",
     "OrderKey",
+    "Through",
     "cursor_key",
     "cursor_values",
     "decode_page_token",
     "encode_page_token",
     "field_value",
     "fields_of",
+    "goes_through",
     "is_after",
     "matcher",
     "matches",
@@ -179,7 +181,19 @@ class Negate:
     part: Filter
 
 
-Filter = Compare | AllOf | AnyOf | Negate
+@dataclass(frozen=True, slots=True)
+class Through:
+    """The document that ``field`` (a reference) names, of ``model``, exists and matches
+    ``where`` (over that model's ``kinds``). Evaluated in SQL only: a live subscription
+    cannot tell when another document starts or stops matching (see :func:`matcher`)."""
+
+    field: str
+    model: str
+    where: Filter
+    kinds: tuple[tuple[str, FieldKind], ...]
+
+
+Filter = Compare | AllOf | AnyOf | Negate | Through
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,16 +371,19 @@ def size(f: Filter | None) -> int:
         elif isinstance(part, Negate):
             total += 1
             stack.append(part.part)
+        elif isinstance(part, Through):
+            total += 1
+            stack.append(part.where)
     return total
 
 
 def fields_of(f: Filter | None) -> set[str]:
-    """The fields a filter tests."""
+    """The fields a filter tests (of a reference: the reference, not what it names)."""
     found: set[str] = set()
     stack = [] if f is None else [f]
     while stack:
         part = stack.pop()
-        if isinstance(part, Compare):
+        if isinstance(part, Compare | Through):
             found.add(part.field)
         elif isinstance(part, AllOf | AnyOf):
             stack.extend(part.parts)
@@ -386,8 +403,21 @@ def validate(f: Filter | None, kinds: Mapping[str, FieldKind]) -> None:
             validate(part, kinds)
     elif isinstance(f, Negate):
         validate(f.part, kinds)
+    elif isinstance(f, Through):
+        if kinds.get(f.field) not in STRING_KINDS:
+            raise InvalidFilter(f"{f.field!r} is not a reference")
+        validate(f.where, dict(f.kinds))
     else:
         raise InvalidFilter(f"not a filter: {f!r}")
+
+
+def goes_through(f: Filter | None) -> bool:
+    """Whether ``f`` tests a referenced document (which only SQL can)."""
+    if isinstance(f, Through):
+        return True
+    if isinstance(f, AllOf | AnyOf):
+        return any(goes_through(p) for p in f.parts)
+    return isinstance(f, Negate) and goes_through(f.part)
 
 
 # --------------------------------------------------------------------------
@@ -465,6 +495,8 @@ def matcher(f: Filter | None, kinds: Mapping[str, FieldKind]) -> Matcher:
     if isinstance(f, Negate):
         inner = matcher(f.part, kinds)
         return lambda doc: not inner(doc)
+    if isinstance(f, Through):
+        raise InvalidFilter("a filter through a reference is evaluated by queries only")
     raise InvalidFilter(f"not a filter: {f!r}")
 
 

@@ -42,7 +42,7 @@ class ValueOptions:
     pass
 
 
-OnDelete = Literal["restrict", "set_null", "cascade"]
+OnDelete = Literal["restrict", "set_null", "cascade", "keep"]
 ON_DELETE: tuple[str, ...] = get_args(OnDelete)
 
 
@@ -52,6 +52,8 @@ class Reference:
 
     target: str  # the model's name
     on_delete: OnDelete = "restrict"
+    relation: str | None = None  # the output field that resolves it (None: the field's name)
+    must_exist: bool = True  # a write must name live documents
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,8 @@ def ref(
     target: type | str,
     *,
     on_delete: OnDelete = "restrict",
+    relation: str | None = None,
+    must_exist: bool = True,
     default: Any = dataclasses.MISSING,
     default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
     clients_may_write: bool = True,
@@ -87,14 +91,21 @@ def ref(
     """A reference to a document of the model ``target`` (its class, or its name for one
     declared elsewhere). The field is annotated ``str`` (``str | None``, or ``list[str]`` for
     several) and stores the id; the API resolves it to the document, in batches, and keeps
-    subscriptions that select through it live. Deleting a referenced document is refused
-    (``"restrict"``), clears the reference (``"set_null"``: a nullable field, or an id taken
-    out of a list) or deletes the referring document too (``"cascade"``)."""
+    subscriptions that select through it live.
+
+    ``relation``: the name of the output field that resolves it; by default the field's own
+    name, the id(s) then being ``<field>Id`` (``<field>Ids``); with a relation, the field
+    keeps its name for the id (``sku: String!`` beside ``product: Product``).
+    ``must_exist``: every id a write names must be a live document (False: a dangling id
+    is stored, and resolves to null, as in Amplify and Firestore).
+    ``on_delete``: deleting a referenced document is refused (``"restrict"``), clears the
+    reference (``"set_null"``: a nullable field, or an id taken out of a list), deletes the
+    referring document too (``"cascade"``) or leaves the id dangling (``"keep"``)."""
     name = target if isinstance(target, str) else target.__name__
     if on_delete not in ON_DELETE:
         raise TypeError(f"ref({name!r}): on_delete must be one of {', '.join(ON_DELETE)}")
     options = FieldOptions(clients_may_write=clients_may_write, description=description,
-                           ref=Reference(name, on_delete))
+                           ref=Reference(name, on_delete, relation, must_exist))
     return dataclasses.field(
         default=default, default_factory=default_factory, metadata={"statesync": options}
     )

@@ -28,6 +28,7 @@ class RefPath:
     target: str
     on_delete: OnDelete
     nullable: bool  # set_null may write None there (else: an id taken out of its list)
+    must_exist: bool = True
 
     @property
     def field(self) -> str:
@@ -53,9 +54,11 @@ def _paths(model: str, fields: Sequence[FieldSpec], prefix: tuple[str | None, ..
         steps = (*prefix, f.name)
         if f.ref is not None:
             if isinstance(f.type.shape, ListOf):
-                yield RefPath(model, (*steps, EACH), f.ref.target, f.ref.on_delete, False)
+                yield RefPath(model, (*steps, EACH), f.ref.target, f.ref.on_delete, False,
+                              f.ref.must_exist)
             else:
-                yield RefPath(model, steps, f.ref.target, f.ref.on_delete, f.type.nullable)
+                yield RefPath(model, steps, f.ref.target, f.ref.on_delete, f.type.nullable,
+                              f.ref.must_exist)
             continue
         shape = f.type.shape
         if isinstance(shape, ListOf) and isinstance(shape.item.shape, ValueRef):
@@ -137,6 +140,10 @@ class Relations:
 
     def referring_to(self, target: str) -> tuple[RefPath, ...]:
         return self.by_target.get(target, ())
+
+    def ruling_deletes_of(self, target: str) -> tuple[RefPath, ...]:
+        """The references to ``target`` whose on_delete rule does something."""
+        return tuple(p for p in self.referring_to(target) if p.on_delete != "keep")
 
     def from_model(self, model: str) -> tuple[RefPath, ...]:
         return self.by_model.get(model, ())

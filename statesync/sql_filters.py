@@ -35,6 +35,7 @@ from statesync.filters import (
     Negate,
     Op,
     OrderKey,
+    Through,
     normalise_compare,
     validate_cursor,
     validate_order,
@@ -60,7 +61,7 @@ _JSON_TYPES: Final[dict[FieldKind, tuple[str, sa.types.TypeEngine[Any]]]] = {
 }
 
 
-def typed_field(table: sa.Table, field: str, kind: FieldKind) -> sa.ColumnElement[Any]:
+def typed_field(table: sa.FromClause, field: str, kind: FieldKind) -> sa.ColumnElement[Any]:
     """The SQL value of ``field`` as :func:`statesync.filters.field_value` reads it."""
     if kind in LIST_KINDS:
         raise InvalidFilter(f"list field {field!r} has no scalar value")
@@ -119,7 +120,7 @@ def _in(
     return _present(expr, expr.in_([_bind(kind, v) for v in values]))
 
 
-def _list_contains(table: sa.Table, field: str, value: Any) -> sa.ColumnElement[bool]:
+def _list_contains(table: sa.FromClause, field: str, value: Any) -> sa.ColumnElement[bool]:
     # Nested jsonb containment means "the array at field has an equal element",
     # and it can use a GIN index on data.
     contains = table.c.data.contains({field: [value]})
@@ -166,7 +167,7 @@ def _scalar_compare(
 
 
 def _compare_clause(
-    c: Compare, table: sa.Table, kinds: Mapping[str, FieldKind]
+    c: Compare, table: sa.FromClause, kinds: Mapping[str, FieldKind]
 ) -> sa.ColumnElement[bool]:
     kind, value = normalise_compare(c, kinds)
     if kind in LIST_KINDS:
@@ -175,7 +176,7 @@ def _compare_clause(
 
 
 def filter_clause(
-    f: Filter | None, table: sa.Table, kinds: Mapping[str, FieldKind]
+    f: Filter | None, table: sa.FromClause, kinds: Mapping[str, FieldKind]
 ) -> sa.ColumnElement[bool]:
     """A WHERE clause true exactly for rows that ``filters.matches`` accepts."""
     if f is None:
@@ -190,15 +191,32 @@ def filter_clause(
         return sa.or_(*parts) if parts else sa.false()
     if isinstance(f, Negate):
         return sa.not_(filter_clause(f.part, table, kinds))
+    if isinstance(f, Through):
+        return _through_clause(f, table, kinds)
     raise InvalidFilter(f"not a filter: {f!r}")
 
 
-def _id_column(table: sa.Table) -> sa.ColumnElement[Any]:
+def _through_clause(f: Through, table: sa.FromClause, kinds: Mapping[str, FieldKind]
+                    ) -> sa.ColumnElement[bool]:
+    """EXISTS the live document the reference names, matching ``f.where``. Two-valued like
+    every clause here: a null, missing or dangling reference is simply false."""
+    referenced = sa.alias(table)
+    names = typed_field(table, f.field, kinds[f.field])
+    return sa.exists().where(
+        referenced.c.model == f.model,
+        sa.collate(referenced.c.id, "C") == names,
+        referenced.c.deleted.is_(False),
+        sa.or_(referenced.c.expires_at.is_(None), referenced.c.expires_at > sa.func.now()),
+        filter_clause(f.where, referenced, dict(f.kinds)),
+    )
+
+
+def _id_column(table: sa.FromClause) -> sa.ColumnElement[Any]:
     return sa.collate(table.c.id, "C")
 
 
 def order_by_clauses(
-    order: Sequence[OrderKey], table: sa.Table, kinds: Mapping[str, FieldKind]
+    order: Sequence[OrderKey], table: sa.FromClause, kinds: Mapping[str, FieldKind]
 ) -> list[sa.ColumnElement[Any]]:
     """ORDER BY terms matching ``filters.sort_key``; ``id`` ascending comes last."""
     clauses: list[sa.ColumnElement[Any]] = []
@@ -235,7 +253,7 @@ def _level(
 def after_clause(
     order: Sequence[OrderKey],
     after: tuple[Any, ...],
-    table: sa.Table,
+    table: sa.FromClause,
     kinds: Mapping[str, FieldKind],
 ) -> sa.ColumnElement[bool]:
     """Rows strictly after cursor ``after`` in ``order_by_clauses`` order.

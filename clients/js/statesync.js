@@ -47,7 +47,7 @@ export function jitteredDelay(attempt, baseMs = 250, maxMs = 10_000) {
   return ceiling / 2 + Math.random() * (ceiling / 2);
 }
 
-const CHANGE_FIELDS = "op cursor id version changedFields mutationId hasMore";
+const CHANGE_FIELDS = "op cursor id version changedFields mutationId hasMore via { model id }";
 
 function subscriptionFor(spec) {
   const selection = `id version ${spec.fields}`;
@@ -86,10 +86,14 @@ class Confirmed {
     this.docs = new Map();
     this.removedAt = new Map(); // id -> version it was removed at; refuses late upserts
   }
-  upsert(doc) {
+  // `through`: the frame re-renders the same version because a document it shows through
+  // a reference changed (the server's `via`), so the same version is news.
+  upsert(doc, { through = false } = {}) {
     const current = this.docs.get(doc.id);
     const removed = this.removedAt.get(doc.id);
-    if (current && current.version >= doc.version) return false;
+    if (current && (current.version > doc.version || (current.version === doc.version && !through))) {
+      return false;
+    }
     if (removed !== undefined && removed >= doc.version) return false;
     this.docs.set(doc.id, doc);
     this.removedAt.delete(doc.id);
@@ -181,7 +185,7 @@ class Watch {
     } else if (REMOVALS.has(change.op)) {
       this.confirmed.remove(change.id, change.version);
     } else if (change.document) {
-      this.confirmed.upsert(change.document);
+      this.confirmed.upsert(change.document, { through: Boolean(change.via) });
     }
     this.payload.variables.since = change.cursor;
     this.client.store.write(this.storageKey, () => ({

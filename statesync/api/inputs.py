@@ -9,7 +9,30 @@ from typing import Any
 
 from strawberry.types.unset import UNSET
 
-from statesync.filters import AllOf, AnyOf, Compare, FieldKind, Filter, Negate, Op, OrderKey
+from statesync.errors import BadInput
+from statesync.filters import (
+    AllOf,
+    AnyOf,
+    Compare,
+    FieldKind,
+    Filter,
+    Negate,
+    Op,
+    OrderKey,
+    Through,
+)
+
+THROUGH = "__through"  # the suffix of a where input's attribute that filters a reference
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Referenced:
+    """What a where input's filter through a reference tests: the reference (a field of the
+    model), and the model it names, with that model's filterable fields."""
+
+    field: str
+    model: str
+    kinds: Mapping[str, FieldKind]
 
 _OPS = {"eq": Op.EQ, "ne": Op.NE, "lt": Op.LT, "le": Op.LE, "gt": Op.GT, "ge": Op.GE,
         "in_": Op.IN, "not_in": Op.NOT_IN, "contains": Op.CONTAINS,
@@ -33,8 +56,10 @@ def _set_fields(obj: Any) -> dict[str, Any]:
             if getattr(obj, f.name) is not UNSET}
 
 
-def to_filter(where: Any, kinds: Mapping[str, FieldKind]) -> Filter | None:
-    """``OrderWhere`` → filter AST. Several conditions in one object all must hold."""
+def to_filter(where: Any, kinds: Mapping[str, FieldKind],
+              through: Mapping[str, Referenced] | None = None) -> Filter | None:
+    """``OrderWhere`` → filter AST. Several conditions in one object all must hold.
+    ``through``: the references it may filter through, by attribute (None: inside one)."""
     if where is None or where is UNSET:
         return None
     parts: list[Filter] = []
@@ -42,12 +67,21 @@ def to_filter(where: Any, kinds: Mapping[str, FieldKind]) -> Filter | None:
         if condition is None:
             continue
         if name == "and_":
-            parts.append(AllOf(tuple(p for w in condition if (p := to_filter(w, kinds)))))
+            parts.append(AllOf(tuple(p for w in condition if (p := to_filter(w, kinds, through)))))
         elif name == "or_":
-            parts.append(AnyOf(tuple(p for w in condition if (p := to_filter(w, kinds)))))
+            parts.append(AnyOf(tuple(p for w in condition if (p := to_filter(w, kinds, through)))))
         elif name == "not_":
-            inner = to_filter(condition, kinds)
+            inner = to_filter(condition, kinds, through)
             parts.append(Negate(inner if inner is not None else AllOf(())))
+        elif name.endswith(THROUGH):
+            referenced = (through or {}).get(name)
+            if referenced is None:
+                raise BadInput("a filter goes through one reference, not a reference's "
+                               "reference", field=name.removesuffix(THROUGH))
+            inner = to_filter(condition, referenced.kinds, None)
+            parts.append(Through(referenced.field, referenced.model,
+                                 inner if inner is not None else AllOf(()),
+                                 tuple(sorted(referenced.kinds.items()))))
         else:
             for op_name, operand in _set_fields(condition).items():
                 if operand is None and _OPS[op_name] not in (Op.EQ, Op.NE):

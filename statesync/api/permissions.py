@@ -28,7 +28,7 @@ from strawberry.utils.str_converters import to_camel_case
 from statesync.access import Access
 from statesync.api.errors import coded
 from statesync.api.operations import Prepared
-from statesync.api.types import reference_id_name
+from statesync.api.types import reference_names
 from statesync.errors import Forbidden
 from statesync.models import META_FIELDS, ModelSpec
 
@@ -54,8 +54,8 @@ class SchemaMap:
             names = [*META_FIELDS, *(f.name for f in spec.fields)]
             graphql = {to_camel_case(n): n for n in names}
             # A reference's raw ids reveal what the field does.
-            graphql |= {to_camel_case(reference_id_name(f)): f.name
-                        for f in spec.fields if f.ref is not None}
+            graphql |= {to_camel_case(name): f.name for f in spec.fields if f.ref is not None
+                        for name in reference_names(f)}
             outputs[spec.name] = (spec.name, graphql)
             for root, field_name, action in (
                     ("Query", spec.singular, "read"), ("Query", spec.plural, "read"),

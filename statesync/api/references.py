@@ -39,13 +39,14 @@ def _fields(selections: Iterable[Any]) -> Iterable[SelectedField]:
 
 def _walk(fields: Sequence[FieldSpec], selections: Iterable[Any], found: set[str]) -> None:
     by_name = {to_camel_case(f.name): f for f in fields}
+    resolving = {to_camel_case(f.ref.relation or f.name): f.ref.target
+                 for f in fields if f.ref is not None}
     for selected in _fields(selections):
-        spec = by_name.get(selected.name)
-        if spec is None:
+        if selected.name in resolving and selected.selections:  # `product { ... }`, not an id
+            found.add(resolving[selected.name])
             continue
-        if spec.ref is not None:
-            if selected.selections:  # `product { ... }`, not the id alone
-                found.add(spec.ref.target)
+        spec = by_name.get(selected.name)
+        if spec is None or spec.ref is not None:
             continue
         shape = spec.type.shape
         if isinstance(shape, ListOf):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import inspect
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Optional
 
 import strawberry
@@ -17,7 +18,7 @@ from statesync import documents as docs
 from statesync import filters, values
 from statesync.api.context import Context
 from statesync.api.events import EventMutations, EventQueries, EventSubscriptions
-from statesync.api.inputs import plain, to_filter, to_order
+from statesync.api.inputs import THROUGH, Referenced, plain, to_filter, to_order
 from statesync.api.references import followed
 from statesync.api.streams import LiveSinks, Message, Target, live_message, stream
 from statesync.api.types import (
@@ -27,6 +28,7 @@ from statesync.api.types import (
     PageInfo,
     ReferenceChange,
     TypeFactory,
+    filterable_references,
 )
 from statesync.conflicts import Resolution
 from statesync.errors import BadInput, Forbidden, InvalidCursor, QueryTooComplex
@@ -35,6 +37,7 @@ from statesync.filters import (
     Filter,
     InvalidFilter,
     InvalidPageToken,
+    Through,
     cursor_values,
     decode_page_token,
     encode_page_token,
@@ -77,18 +80,24 @@ def _resolver(params: Sequence[tuple[str, Any, Any]], returns: Any,
 class ModelApi:
     """The resolvers of one model."""
 
-    def __init__(self, types: ModelTypes) -> None:
+    def __init__(self, types: ModelTypes, specs: Mapping[str, ModelSpec]) -> None:
         self.types = types
         self.spec: ModelSpec = types.spec
         self.kinds = self.spec.filter_kinds()
+        self.through = {f.name + THROUGH: Referenced(f.name, f.ref.target,
+                                                     specs[f.ref.target].filter_kinds())
+                        for f in filterable_references(self.spec) if f.ref is not None}
 
     # ---- reading ----------------------------------------------------------------------------
 
     def view(self, document: dict[str, Any] | None) -> Any:
         return None if document is None else self.types.view(document)
 
-    def _where(self, ctx: Context, where: Any) -> Filter | None:
-        condition = to_filter(where, self.kinds)
+    def _where(self, ctx: Context, where: Any, *, live: bool = False) -> Filter | None:
+        condition = to_filter(where, self.kinds, self.through)
+        if live and filters.goes_through(condition):
+            raise BadInput("a subscription filters on its documents' own fields; filters "
+                           "through a reference are for queries", field="where")
         limit = ctx.runtime.settings.max_filter_values
         if (found := filters.size(condition)) > limit:
             raise QueryTooComplex(f"the filter has {found} comparisons and values; the limit is "
@@ -98,7 +107,7 @@ class ModelApi:
         except InvalidFilter as exc:
             raise BadInput(str(exc), field="where") from None
         self._readable(ctx, filters.fields_of(condition), "filter on")
-        return condition
+        return _within_rules(ctx, condition)
 
     def _readable(self, ctx: Context, names: Iterable[str], doing: str) -> None:
         """Filtering or sorting on a field reveals it: only on fields the role may read."""
@@ -241,12 +250,35 @@ class ModelApi:
 
     async def watch_many(self, ctx: Context, root: Any, selected: SelectedField,
                          where: Any = UNSET, since: Any = UNSET) -> AsyncGenerator[Any, None]:
-        target = Target.of(self.spec.name, None, self._where(ctx, where), self.kinds,
+        target = Target.of(self.spec.name, None, self._where(ctx, where, live=True), self.kinds,
                            ctx.model_access(self.spec.name), followed(self.spec.fields, selected))
         live = self._live(ctx, root, target)
         async with contextlib.aclosing(stream(ctx, target, _given(since), live)) as messages:
             async for message in messages:
                 yield self._message(ctx, message)
+
+
+def _within_rules(ctx: Context, condition: Filter | None) -> Filter | None:
+    """``condition`` with each filter through a reference held to the reader's rules for the
+    model it names: only fields it may read, only documents it may see."""
+    if isinstance(condition, filters.AllOf | filters.AnyOf):
+        return type(condition)(tuple(p for part in condition.parts
+                                     if (p := _within_rules(ctx, part)) is not None))
+    if isinstance(condition, filters.Negate):
+        inner = _within_rules(ctx, condition.part)
+        return filters.Negate(inner if inner is not None else filters.AllOf(()))
+    if not isinstance(condition, Through):
+        return condition
+    access = ctx.model_access(condition.model)
+    if access is None:
+        return condition
+    refused = sorted(n for n in filters.fields_of(condition.where) if not access.may_read_field(n))
+    if not access.can_read or refused:
+        raise Forbidden(f"this role may not filter on {', '.join(refused) or 'documents'} of "
+                        f"{condition.model}", fields=refused)
+    if access.visible is None:
+        return condition
+    return dataclasses.replace(condition, where=filters.AllOf((condition.where, access.visible)))
 
 
 def _given(value: Any) -> Any:
@@ -257,13 +289,14 @@ def build_schema(specs: Sequence[ModelSpec]) -> strawberry.Schema:
     if not specs:
         raise ValueError("no models declared: add a @statesync.model class to the schema folder")
     factory = TypeFactory(specs)
+    by_name = {spec.name: spec for spec in specs}
     query: dict[str, Any] = {}
     mutation: dict[str, Any] = {}
     subscription: dict[str, Any] = {}
     ID, opt_int, opt_id, opt_str = strawberry.ID, Optional[int], Optional[strawberry.ID], Optional[str]  # noqa: UP045
     for spec in specs:
         types = factory.model(spec)
-        api = ModelApi(types)
+        api = ModelApi(types, by_name)
         one, many, name = spec.singular, spec.plural, spec.name
         query[one] = strawberry.field(
             resolver=_resolver([("id", ID, REQUIRED)], Optional[types.output], api.get),  # noqa: UP045

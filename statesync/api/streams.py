@@ -104,6 +104,32 @@ def parse_cursor(since: str) -> int:
     return int(since)
 
 
+class Shown:
+    """What a stream has sent, to send nothing twice: every change up to a cursor, and, at
+    that cursor, the documents shown through a reference (a change of a referenced document
+    is sent as each document referring to it, all at its cursor, and may arrive both from
+    the replay and from the live feed)."""
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.through: set[str] = set()
+
+    def new(self, message: Message, last: int) -> bool:
+        change = message.change
+        if message.cursor > last:
+            return True
+        if change is None or change.via is None or message.cursor < last:
+            return False
+        return message.cursor > self.cursor or change.doc_id not in self.through
+
+    def mark(self, message: Message) -> int:
+        if message.cursor != self.cursor:
+            self.cursor, self.through = message.cursor, set()
+        if message.change is not None and message.change.via is not None:
+            self.through.add(message.change.doc_id)
+        return message.cursor
+
+
 async def stream(ctx: Context, target: Target, since: str | None, live: Sink | None = None
                  ) -> AsyncGenerator[Message, None]:
     """``live``: what may send live changes straight from the hub while this stream is
@@ -114,26 +140,25 @@ async def stream(ctx: Context, target: Target, since: str | None, live: Sink | N
                                      settings.subscriber_queue_size,
                                      target.follows) as subscriber:
         metrics.SUBSCRIPTIONS.inc()
+        shown = Shown()
         try:
             if since is not None:
                 last = parse_cursor(since)
                 async for message in _replay(ctx, target, last):
-                    last = message.cursor
+                    last = shown.mark(message)
                     yield message
             else:
                 last = 0
                 async for message in _snapshot(ctx, target, subscriber):
-                    last = message.cursor
+                    last = shown.mark(message)
                     yield message
             while True:
                 delivery = await subscriber.get(live, last)
                 last = max(last, subscriber.passed)
-                # A change seen through a reference shares its cursor with the change itself
-                # and with the others it made up: the same cursor is no repeat for it.
-                cursor = delivery.change.cursor
-                if cursor > last or (cursor == last and delivery.change.via is not None):
-                    last = cursor
-                    yield live_message(delivery)
+                message = live_message(delivery)
+                if shown.new(message, last):
+                    last = shown.mark(message)
+                    yield message
         except (Overflowed, PrunedSince):
             metrics.RESYNCS.inc()
             yield Message(op="RESYNC", cursor=max(last, subscriber.passed))

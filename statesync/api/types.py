@@ -16,7 +16,9 @@ from typing import Any, Optional
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.unset import UNSET
+from strawberry.utils.str_converters import to_camel_case
 
+from statesync.api.inputs import THROUGH
 from statesync.api.views import Converter, DocumentView, each, parse_datetime, view_class
 from statesync.filters import FieldKind
 from statesync.models import (
@@ -133,9 +135,23 @@ class ModelTypes:
     change: type
 
 
+def reference_names(f: FieldSpec) -> tuple[str, str]:
+    """A reference's output fields: the one resolving it, and the one holding its raw id(s):
+    ``product`` → ``productId``, ``tags`` → ``tagIds``; with a relation, the field itself
+    holds the id (``sku`` and ``product``)."""
+    assert f.ref is not None
+    if f.ref.relation is not None:
+        return f.ref.relation, f.name
+    return f.name, reference_id_name(f)
+
+
+def filterable_references(spec: ModelSpec) -> list[FieldSpec]:
+    """The references a where input may filter through: one id at the top of the document."""
+    return [f for f in spec.fields
+            if f.ref is not None and not isinstance(f.type.shape, ListOf)]
+
+
 def reference_id_name(f: FieldSpec) -> str:
-    """The output field holding a reference's raw id(s): ``product`` → ``productId``,
-    ``tags`` → ``tagIds``."""
     if isinstance(f.type.shape, ListOf):
         return (f.name[:-1] if f.name.endswith("s") else f.name) + "_ids"
     return f.name + "_id"
@@ -154,6 +170,7 @@ class TypeFactory:
         self._values: dict[type, tuple[type, type[DocumentView], type]] = {}
         self._outputs: dict[str, type] = {spec.name: type(spec.name, (), {}) for spec in specs}
         self._views: dict[str, type[DocumentView]] = {}
+        self._where_shells: dict[str, type] = {}
 
     # ---- leaf and embedded types ------------------------------------------------------------
 
@@ -203,9 +220,16 @@ class TypeFactory:
         if meta:
             annotations.update(id=strawberry.ID, version=int, created_at=datetime,
                                updated_at=datetime, expires_at=Optional[datetime])  # noqa: UP045
+        taken = {f.name for f in fields}
         for f in fields:
             if f.ref is not None:
-                namespace.update(self._reference(f))
+                added = self._reference(f)
+                clash = sorted((set(added) - {f.name}) & taken)
+                if clash:
+                    raise TypeError(f"{name}.{f.name}: its reference's output field {clash[0]!r} "
+                                    "is another field's name; name it with ref(relation=...)")
+                taken |= set(added)
+                namespace.update(added)
                 continue
             annotations[f.name], convert = self._graphql_type(f.type, for_input=False)
             if convert is not None:
@@ -257,12 +281,14 @@ class TypeFactory:
         raw_ids.__annotations__ = {"return": (list[strawberry.ID] if many else
                                               strawberry.ID if not f.type.nullable else
                                               Optional[strawberry.ID])}  # noqa: UP045
-        described = f.description or f"The {target} this refers to"
+        described = f.description or (f"The {target} documents this refers to" if many
+                                      else f"The {target} this refers to")
+        resolved, raw = reference_names(f)
         return {
-            name: strawberry.field(resolver=resolve, description=(
-                f"{described} (null where you may not read it)" if not many
-                else f"{described}: those you may read")),
-            reference_id_name(f): strawberry.field(resolver=raw_ids, description=(
+            resolved: strawberry.field(resolver=resolve, description=(
+                f"{described} (null where you may not read it, or it does not exist)"
+                if not many else f"{described}: those you may read")),
+            raw: strawberry.field(resolver=raw_ids, description=(
                 f"The id{'s' if many else ''} of the {target} this refers to")),
         }
 
@@ -302,7 +328,7 @@ class TypeFactory:
         return self._enum_filters[cls]
 
     def _where(self, spec: ModelSpec) -> type:
-        cls = type(f"{spec.name}Where", (), {})
+        cls = self._where_shells.setdefault(spec.name, type(f"{spec.name}Where", (), {}))
         annotations: dict[str, Any] = {}
         namespace: dict[str, Any] = {}
         for name, kind in spec.filter_kinds().items():
@@ -314,6 +340,18 @@ class TypeFactory:
                 filter_type = SCALAR_FILTERS[kind]
             annotations[name] = Optional[filter_type]  # noqa: UP045
             namespace[name] = strawberry.field(default=UNSET)
+        for f in filterable_references(spec):
+            assert f.ref is not None
+            resolved, raw = reference_names(f)
+            # Named as the output type names them: the id, and the document through it.
+            namespace[f.name] = strawberry.field(default=UNSET, name=to_camel_case(raw))
+            target: Any = self._where_shells.setdefault(
+                f.ref.target, type(f"{f.ref.target}Where", (), {}))
+            annotations[f.name + THROUGH] = Optional[target]  # noqa: UP045
+            namespace[f.name + THROUGH] = strawberry.field(
+                default=UNSET, name=to_camel_case(resolved),
+                description=f"The {f.ref.target} it refers to matches this (one level deep; "
+                            "queries only)")
         recursive: Any = cls  # the input refers to itself: and/or/not take more of the same
         annotations.update(and_=Optional[list[recursive]], or_=Optional[list[recursive]],  # noqa: UP045
                            not_=Optional[recursive])  # noqa: UP045

@@ -113,7 +113,10 @@ function followEvents(orderId, eventIds) {
 
 // ---- the board ------------------------------------------------------------------------------
 
-sync.watch({ model: "Order", fields: "createdAt customer items { sku qty } status totalCents rejectReason",
+// Each item shows its product through the reference: a price change in the catalog updates
+// every order showing it, at once.
+sync.watch({ model: "Order",
+             fields: "createdAt customer items { sku qty product { name priceCents } } status totalCents rejectReason",
              sort: newestFirst }, renderOrders);
 
 function renderOrders(orders) {
@@ -142,10 +145,13 @@ function orderCard(order) {
 function itemRow(order, item, index) {
   const row = document.createElement("li");
   row.dataset.sku = item.sku;
-  const name = products.find((p) => p.sku === item.sku)?.name ?? item.sku;
-  row.innerHTML = `<span class="name"></span><button class="less" type="button">−</button>` +
+  // An optimistic edit carries no product yet: the catalog's, until the server answers.
+  const product = item.product ?? products.find((p) => p.sku === item.sku);
+  row.innerHTML = `<span class="name"></span><span class="price"></span>` +
+    `<button class="less" type="button">−</button>` +
     `<span class="qty"></span><button class="more" type="button">+</button>`;
-  $(".name", row).textContent = name;
+  $(".name", row).textContent = product?.name ?? item.sku;
+  $(".price", row).textContent = product ? money(product.priceCents) : "";
   $(".qty", row).textContent = String(item.qty);
   const change = (delta) => {
     const items = order.items.map((it, i) => (i === index ? { sku: it.sku, qty: Math.max(1, it.qty + delta) }

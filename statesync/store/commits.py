@@ -77,15 +77,16 @@ class Model:
 
     spec: ModelSpec
     validator: Validator
-    refs: tuple[RefPath, ...] = ()  # the references its documents hold
-    referred_by: tuple[RefPath, ...] = ()  # the references other documents hold to it
+    refs: tuple[RefPath, ...] = ()  # the references its documents hold, that must exist
+    referred_by: tuple[RefPath, ...] = ()  # other documents' references to it, with a rule
 
 
 def model_table(specs: list[ModelSpec]) -> dict[str, Model]:
     """The write path's view of the deployment's models, by name."""
     related = Relations.of(specs)
-    return {spec.name: Model(spec, Validator(spec.cls), related.from_model(spec.name),
-                             related.referring_to(spec.name)) for spec in specs}
+    return {spec.name: Model(spec, Validator(spec.cls),
+                             tuple(p for p in related.from_model(spec.name) if p.must_exist),
+                             related.ruling_deletes_of(spec.name)) for spec in specs}
 
 
 def _stored(row: Any) -> docs.Stored | None:

@@ -182,3 +182,23 @@ async def test_two_customers_see_only_their_own_orders(board: Board) -> None:
     bobs = await bob.evaluate("[...window.statesync.watches].flatMap(w => [...w.confirmed.docs.values()])"
                               ".filter(d => d.customer !== undefined).map(d => d.customer)")
     assert set(bobs) == {"bob"}, bobs
+
+
+async def test_orders_show_their_products_live_through_the_reference(board: Board) -> None:
+    await order_with_espresso(board, "live-price", 2)
+    _, page = await board.open_page()
+    _, other = await board.open_page()
+    row = 'li[data-sku="espresso"]'
+    for window in (page, other):
+        card = order_card(window, "live-price")
+        await priced(card, "$7.00")
+        await expect(card.locator(f"{row} .name")).to_have_text("Espresso")
+        await expect(card.locator(f"{row} .price")).to_have_text("$3.50")
+    async with admin(board) as client:  # the catalog changes; no order does
+        await client.update("Product", "espresso", {"name": "Double espresso",
+                                                    "priceCents": 400})
+    for window in (page, other):
+        card = order_card(window, "live-price")
+        await expect(card.locator(f"{row} .price")).to_have_text("$4.00", timeout=SETTLE)
+        await expect(card.locator(f"{row} .name")).to_have_text("Double espresso")
+        await expect(card.locator(".version")).to_have_text("v2")  # the order did not change

@@ -41,6 +41,22 @@ test("a snapshot, then deltas applied by version: nothing moves backwards", asyn
   assert.deepEqual(seen.value, [doc("a", 3, "new")]);
 });
 
+test("a change seen through a reference updates the same version; a plain repeat does not", async () => {
+  const server = new FakeServer();
+  server.onSubscribe = (ws, m) => {
+    ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "5", documents: [doc("a", 2, "bolt 10c")] } });
+    ws.next(m.id, { orders: { op: "UPDATED", cursor: "6", id: "a", version: 2, via: { model: "Part", id: "bolt" },
+                              document: doc("a", 2, "bolt 12c") } });
+    ws.next(m.id, { orders: { op: "UPDATED", cursor: "6", id: "a", version: 2, via: null,
+                              document: doc("a", 2, "stale") } });
+    ws.next(m.id, { orders: { op: "CREATED", cursor: "7", id: "b", version: 1, document: doc("b", 1) } });
+  };
+  const seen = watchAll(connect(server));
+  await until(() => seen.value?.length === 2, "b, after everything else");
+  assert.deepEqual(seen.value, [doc("a", 2, "bolt 12c"), doc("b", 1)]);
+  assert.match(server.subscribes()[0].payload.query, /via \{ model id \}/);
+});
+
 test("a snapshot cut off by a reconnect does not mix with the next one", async () => {
   const server = new FakeServer();
   server.onSubscribe = (ws, m) => {

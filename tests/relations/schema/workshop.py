@@ -6,6 +6,8 @@
   deleted (restrict, the default);
 - ``Assembly.labels``: a list of ids; a deleted label is taken out of it (set_null);
 - ``Note.assembly``: by name, declared before its target; notes go with it (cascade).
+
+Anonymous readers may not read a supplier's margin, nor see the label named "secret".
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class Part:
     supplier: str | None = ss.ref(Supplier, on_delete="set_null", default=None)
 
 
-@ss.model(access=EVERYONE)
+@ss.model(access=[ss.allow("anonymous", read={"name": {"ne": "secret"}})])
 class Label:
     name: str
 
