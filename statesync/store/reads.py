@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from statesync import relations
@@ -52,8 +52,12 @@ async def documents_by_id(connection: AsyncConnection, model: str, ids: Sequence
                           ) -> dict[str, Document]:
     """The live documents of ``model`` with these ids that the reader may see, by id: what
     references resolve to, one query for a whole batch of them."""
-    statement = q.list_documents(model, documents.c.id.in_(sorted(set(ids))) & _visible(
-        access, kinds), [documents.c.id], len(ids))
+    wanted = sorted(set(ids))
+    # One array parameter, not one per id: a batch may name more ids than the 32,767
+    # parameters a statement may carry.
+    named = documents.c.id == sa.any_(sa.literal(wanted, ARRAY(sa.Text)))
+    statement = q.list_documents(model, named & _visible(access, kinds), [documents.c.id],
+                                 len(wanted))
     return {row.id: q.document_of(row) for row in (await connection.execute(statement)).all()}
 
 

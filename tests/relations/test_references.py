@@ -304,3 +304,23 @@ async def test_a_query_filters_through_a_reference_one_level_deep(api: RunningSe
         refused = await ws.message(op)
     assert refused["type"] == "error"
     assert refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_a_batch_of_more_ids_than_a_statement_takes_parameters(api: RunningServer) -> None:
+    # Written straight to the table: more labels than any one commit could name.
+    connection = await asyncpg.connect(api.settings.database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO statesync_documents (model, id, version, data, created_at, updated_at) "
+            "SELECT 'Label', 'l' || n, 1, jsonb_build_object('name', 'label ' || n), now(), now() "
+            "FROM generate_series(1, 33000) AS n")
+        await connection.execute(
+            "INSERT INTO statesync_documents (model, id, version, data, created_at, updated_at) "
+            "SELECT 'Assembly', 'many', 1, jsonb_build_object('title', 'many', 'lines', '[]'::jsonb,"
+            " 'labels', jsonb_agg('l' || n)), now(), now() FROM generate_series(1, 33000) AS n")
+    finally:
+        await connection.close()
+    client = GraphQLClient(api.base_url)
+    data = await client.data('query { assembly(id: "many") { labels { name } } }')
+    labels = data["assembly"]["labels"]
+    assert len(labels) == 33000 and labels[-1] == {"name": "label 33000"}
