@@ -74,6 +74,9 @@ class Change:
     changed_fields: list[str] | None = None
     has_more: bool | None = None
     mutation_id: str | None = None
+    # Sent because a document the selection shows through a reference changed:
+    # {"model", "id"} of that document; this one's version is unchanged.
+    via: dict[str, Any] | None = None
 
 
 # ---- documents ---------------------------------------------------------------------------------
@@ -123,7 +126,7 @@ def watch_document(model: str, field: str, *, one: bool, fields: str = "") -> st
         params, args = f"$where: {model}Where, $since: String", "where: $where, since: $since"
         many = f" documents {selection}"
     return (f"subscription({params}) {{ {field}({args}) {{ op cursor id version changedFields "
-            f"hasMore mutationId document {selection}{many} }} }}")
+            f"hasMore mutationId via {{ model id }} document {selection}{many} }} }}")
 
 
 def parsed(document: str) -> str:
@@ -185,7 +188,8 @@ def change_of(data: Mapping[str, Any]) -> Change:
     return Change(op=data["op"], cursor=data["cursor"], id=data.get("id"),
                   version=data.get("version"), document=data.get("document"),
                   documents=data.get("documents"), changed_fields=data.get("changedFields"),
-                  has_more=data.get("hasMore"), mutation_id=data.get("mutationId"))
+                  has_more=data.get("hasMore"), mutation_id=data.get("mutationId"),
+                  via=data.get("via"))
 
 
 def subscription_result(message: Mapping[str, Any], field: str) -> Change | StatesyncClientError:
