@@ -5,12 +5,17 @@ Who may do what (the admin, and the pricing handler, may do everything):
 - a customer sees, edits and deletes only their own orders: ``customer`` is set from their
   token on create, and they may write only the items, the note and the expiry; the status,
   the total and the reason for a rejection come from the pricing handler.
+
+Two screens editing one order offline (the note on one, the quantities on the other)
+both land: see :func:`merge_order`.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import statesync as ss
 
@@ -40,7 +45,22 @@ class Product:
     tags: list[str] = ss.field(default_factory=list)
 
 
-@ss.model(ttl=timedelta(days=7), access=[
+def merge_order(base: Mapping[str, Any], server: Mapping[str, Any],
+                client: Mapping[str, Any]) -> dict[str, Any] | ss.Reject:
+    """An edit made against an older version lands when it and the edits made since touch
+    different fields; when both changed one field, it is a conflict for the user to look at.
+    A price computed from items that changed since is refused, so the pricing handler
+    prices again (it retries on CONFLICT) instead of a total of the old items."""
+    mine = {name: value for name, value in client.items() if value != base.get(name)}
+    theirs = {name for name in mine if server.get(name) not in (base.get(name), mine[name])}
+    if theirs:
+        return ss.Reject(f"changed meanwhile: {', '.join(sorted(theirs))}")
+    if "total_cents" in mine and server.get("items") != base.get("items"):
+        return ss.Reject("priced from items that changed since")
+    return mine
+
+
+@ss.model(ttl=timedelta(days=7), conflicts=merge_order, access=[
     ss.allow("customer",
              read={"customer": {"eq": ss.session.user_id}},
              create=["items", "note", "expires_at"], update=["items", "note"], delete=True,

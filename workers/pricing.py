@@ -3,9 +3,10 @@
 Products are keyed by their SKU (create them with ``id`` = ``sku``). When an order
 is created, or its items change, the handler reads each product's price and
 commits ``total_cents`` and ``PRICED``, or ``REJECTED`` with a reason when a SKU
-is unknown. It reads the order as it is now and writes with ``expected_version``,
-so a concurrent edit makes the attempt fail with CONFLICT and the retry prices
-the newer items.
+is unknown. It reads the order as it is now and writes with ``expected_version``;
+Order merges edits of other fields (a note added meanwhile), but refuses a price
+computed from items that changed since (``schema/shop.py`` ``merge_order``), so such
+an attempt fails with CONFLICT and the retry prices the newer items.
 """
 
 from __future__ import annotations

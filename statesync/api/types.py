@@ -278,9 +278,13 @@ class TypeFactory:
         resolve: Any = resolve_many if many else resolve_one
         resolve.__annotations__ = {"info": strawberry.Info,
                                    "return": list[shell] if many else Optional[shell]}  # type: ignore[valid-type]  # noqa: UP045
-        raw_ids.__annotations__ = {"return": (list[strawberry.ID] if many else
-                                              strawberry.ID if not f.type.nullable else
-                                              Optional[strawberry.ID])}  # noqa: UP045
+        # The generated `<field>Id` is an ID; a field that keeps its own name (relation=) keeps
+        # its declared type, as its input does, so clients written against it still work.
+        raw_type: Any = self._graphql_type(f.type, for_input=False)[0]
+        if f.ref.relation is None:
+            ids: Any = list[strawberry.ID] if many else strawberry.ID
+            raw_type = Optional[ids] if f.type.nullable else ids  # noqa: UP045
+        raw_ids.__annotations__ = {"return": raw_type}
         described = f.description or (f"The {target} documents this refers to" if many
                                       else f"The {target} this refers to")
         resolved, raw = reference_names(f)
@@ -300,10 +304,6 @@ class TypeFactory:
             if not f.clients_may_write:
                 continue
             graphql_type, _ = self._graphql_type(f.type, for_input=True)
-            if f.ref is not None:  # an id is what a client writes to a reference
-                ids: Any = (list[strawberry.ID] if isinstance(f.type.shape, ListOf)
-                            else strawberry.ID)
-                graphql_type = Optional[ids] if f.type.nullable else ids  # noqa: UP045
             # A field some role's rule presets from the session is not the client's to send
             # (for that role); for the others the model still requires it, on commit.
             optional = partial or not f.required or f.name in preset

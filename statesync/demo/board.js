@@ -116,7 +116,7 @@ function followEvents(orderId, eventIds) {
 // Each item shows its product through the reference: a price change in the catalog updates
 // every order showing it, at once.
 sync.watch({ model: "Order",
-             fields: "createdAt customer items { sku qty product { name priceCents } } status totalCents rejectReason",
+             fields: "createdAt customer items { sku qty product { name priceCents } } note status totalCents rejectReason",
              sort: newestFirst }, renderOrders);
 
 function renderOrders(orders) {
@@ -139,6 +139,13 @@ function orderCard(order) {
   $(".events", card).textContent = busy ? "worker busy" : "";
   $(".delete", card).addEventListener("click", () => sync.delete("Order", order.id).catch(() => {}));
   $(".items", card).replaceChildren(...order.items.map((item, index) => itemRow(order, item, index)));
+  // A note edited here and quantities edited on another screen both land: the server
+  // merges edits of different fields (schema/shop.py merge_order), even made offline.
+  const note = $(".note", card);
+  note.value = order.note ?? "";
+  note.addEventListener("change", () =>
+    sync.update("Order", order.id, { note: note.value || null }, { expectedVersion: "current" })
+      .catch(() => {}));
   return card;
 }
 

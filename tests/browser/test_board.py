@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import asyncpg
+import orjson
 from playwright.async_api import BrowserContext, Locator, Page, expect
 
 from statesync.client import Client
@@ -202,3 +203,36 @@ async def test_orders_show_their_products_live_through_the_reference(board: Boar
         await expect(card.locator(f"{row} .price")).to_have_text("$4.00", timeout=SETTLE)
         await expect(card.locator(f"{row} .name")).to_have_text("Double espresso")
         await expect(card.locator(".version")).to_have_text("v2")  # the order did not change
+
+
+async def test_two_offline_edits_of_different_fields_both_land(board: Board) -> None:
+    """The note from one screen, the quantity from another that was offline: merged by the
+    server (schema/shop.py merge_order), not a conflict."""
+    ada_card, bob, bob_card, bob_context = await bob_offline_beside_ada(
+        board, "merged", 1, "$3.50")
+    await more(bob_card, "espresso").click()
+    await expect(quantity(bob_card, "espresso")).to_have_text("2")
+    bobs_edit: list[str] = await bob.evaluate("window.statesync.queued.map(c => c.mutationId)")
+
+    await ada_card.locator(".note").fill("gift wrap, please")
+    await ada_card.locator(".note").press("Enter")
+    await expect(ada_card.locator(".version")).to_have_text("v3", timeout=SETTLE)
+
+    await bob_context.set_offline(False)
+    await expect(bob.locator("#queued")).to_have_attribute("data-count", "0", timeout=SETTLE)
+    for card in (ada_card, bob_card):
+        await expect(quantity(card, "espresso")).to_have_text("2", timeout=SETTLE)
+        await expect(card.locator(".note")).to_have_value("gift wrap, please", timeout=SETTLE)
+        await priced(card, "$7.00")
+    await expect(bob.locator("#notice")).to_be_hidden()
+    assert await changes_by_mutation(board.server.settings.database_url or "", bobs_edit) == {
+        bobs_edit[0]: 1}
+    connection = await asyncpg.connect(board.server.settings.database_url)
+    try:
+        resolution = await connection.fetchval(
+            "SELECT resolution FROM statesync_changes WHERE mutation_id = $1", bobs_edit[0])
+    finally:
+        await connection.close()
+    # Based on the version Bob saw, merged on the server: his items applied, nothing kept.
+    assert orjson.loads(resolution) == {"strategy": "custom", "basedOn": 2, "applied": ["items"],
+                                        "kept": []}

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import pytest
 import sqlalchemy as sa
 
 from statesync.config import psycopg_url
@@ -287,3 +288,32 @@ def _walk(node: dict[str, Any]) -> Any:
     yield node
     for child in node.get("Plans", ()):
         yield from _walk(child)
+
+
+async def test_the_demo_order_merges_edits_of_other_fields_only(api: RunningServer) -> None:
+    """schema/shop.py merge_order: a note and new quantities made against one version both
+    land; the same field changed on both sides, or a price of items changed since, is
+    CONFLICT (so the pricing handler retries)."""
+    from statesync import documents as docs
+    from statesync.errors import Conflict
+
+    client = GraphQLClient(api.base_url)
+    create_order, update_order, read_order = commit_of("Order", "note items { sku qty } status")
+    await client.data(create_order, {"input": {"customer": "ann", "items": [{"sku": "tea", "qty": 1}]},
+                               "id": "o1"})
+    noted = await update(client, {"note": "gift"}, 1, mutation=update_order, doc_id="o1")
+    assert noted["version"] == 2
+    more = await update(client, {"items": [{"sku": "tea", "qty": 3}]}, 1, mutation=update_order,
+                        doc_id="o1")
+    assert more["document"] == {"note": "gift", "items": [{"sku": "tea", "qty": 3}],
+                                "status": "NEW"}
+    assert more["resolution"] == {"strategy": "custom", "basedOn": 1, "applied": ["items"],
+                                  "kept": []}
+    again = await client.error(update_order, {"id": "o1", "patch": {"note": "ribbon"}, "v": 1})
+    assert again["extensions"]["code"] == "CONFLICT"
+    assert again["extensions"]["strategy"] == "custom"
+    assert "note" in again["message"]
+    with pytest.raises(Conflict, match="items that changed since"):
+        await api.runtime.commit(docs.Update("Order", "o1", {"status": "PRICED",
+                                                             "total_cents": 450}, 2))
+    assert (await client.data(read_order, {"id": "o1"}))["order"]["status"] == "NEW"

@@ -191,7 +191,7 @@ async def test_a_delete_racing_a_reference_to_it_never_both_succeed(api: Running
         await create(client, "Part", f"p{n}", {"name": "P", "priceCents": 1})
 
     async def refer(n: int) -> dict[str, Any]:
-        return await client.raw('mutation($id: ID!, $p: ID!) { createAssembly(id: $id, input: '
+        return await client.raw('mutation($id: ID!, $p: String!) { createAssembly(id: $id, input: '
                                 '{title: "R", lines: [{part: $p}]}) { id } }',
                                 {"id": f"r{n}", "p": f"p{n}"})
 
@@ -324,3 +324,20 @@ async def test_a_batch_of_more_ids_than_a_statement_takes_parameters(api: Runnin
     data = await client.data('query { assembly(id: "many") { labels { name } } }')
     labels = data["assembly"]["labels"]
     assert len(labels) == 33000 and labels[-1] == {"name": "label 33000"}
+
+
+async def test_the_python_client_sees_what_came_through_a_reference(api: RunningServer) -> None:
+    from statesync.client import Client
+
+    client = GraphQLClient(api.base_url)
+    await workshop(client)
+    async with Client(api.base_url) as backend:
+        changes = backend.watch("Assembly", id="a1", fields="lines { part { priceCents } }")
+        snapshot = await asyncio.wait_for(anext(changes), 20)
+        assert snapshot.op == "SNAPSHOT" and snapshot.via is None
+        await backend.update("Part", "nut", {"priceCents": 7})
+        change = await asyncio.wait_for(anext(changes), 20)
+        await changes.aclose()
+    assert (change.op, change.version, change.via) == ("UPDATED", 1, {"model": "Part", "id": "nut"})
+    assert change.document is not None
+    assert change.document["lines"][1]["part"] == {"priceCents": 7}
