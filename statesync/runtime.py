@@ -30,11 +30,14 @@ from statesync.store.commits import (
     CommitResult,
     Emitted,
     Model,
+    Readers,
     commit_steps,
     emit_steps,
     run_async,
     run_asyncpg,
 )
+
+COMMIT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,16 +103,29 @@ class Runtime:
             yield connection
 
     async def commit(self, write: docs.Write, *, mutation_id: str | None = None,
-                     guard: ModelAccess | None = None, owner: str | None = None) -> CommitResult:
+                     guard: ModelAccess | None = None, owner: str | None = None,
+                     readers: Readers | None = None) -> CommitResult:
         """Commit one write in its own transaction, then wake the sequencer. ``guard``: the
-        writer's rules (None: the admin); ``owner``: who writes (see ``commit_steps``)."""
+        writer's rules (None: the admin); ``owner``: who writes; ``readers``: how it may read
+        the models its references name (see ``commit_steps``)."""
         with metrics.COMMIT_SECONDS.labels(write.model).time():
-            async with self.driver_transaction() as connection:
-                result = await run_asyncpg(connection, commit_steps(
-                    self.models, write, mutation_id=mutation_id,
-                    max_document_bytes=self.settings.max_document_bytes,
-                    max_id_length=self.settings.max_id_length, guard=guard, owner=owner,
-                ))
+            for attempt in range(1, COMMIT_ATTEMPTS + 1):
+                try:
+                    async with self.driver_transaction() as connection:
+                        result = await run_asyncpg(connection, commit_steps(
+                            self.models, write, mutation_id=mutation_id,
+                            max_document_bytes=self.settings.max_document_bytes,
+                            max_id_length=self.settings.max_id_length, guard=guard,
+                            owner=owner, readers=readers,
+                        ))
+                    break
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                    # Delete rules lock documents along references, so two deletes of
+                    # documents that refer to each other can deadlock; PostgreSQL rolled one
+                    # back whole, and running it again is safe.
+                    if attempt == COMMIT_ATTEMPTS:
+                        raise ServiceUnavailable("the commit kept deadlocking with concurrent "
+                                                 "commits; retry", retryable=True) from None
         metrics.COMMITS.labels(write.model, "REPLAYED" if result.replayed else result.op).inc()
         if not result.replayed:
             await self.wake_sequencer()

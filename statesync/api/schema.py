@@ -32,7 +32,7 @@ from statesync.api.types import (
 )
 from statesync.conflicts import Resolution
 from statesync.errors import BadInput, Forbidden, InvalidCursor, QueryTooComplex
-from statesync.feed.subscriber import Sink
+from statesync.feed.subscriber import Sees, Sink
 from statesync.filters import (
     Filter,
     InvalidFilter,
@@ -196,7 +196,7 @@ class ModelApi:
         async with ctx.share():
             result = await ctx.runtime.commit(write, mutation_id=_given(mutation_id),
                                               guard=ctx.model_access(self.spec.name),
-                                              owner=ctx.owner)
+                                              owner=ctx.owner, readers=ctx.model_access)
         return self._commit_result(ctx, result)
 
     async def create(self, ctx: Context, input: Any, id: Any = UNSET,
@@ -232,6 +232,19 @@ class ModelApi:
                 model=change.via[0], id=strawberry.ID(change.via[1])),
         )
 
+    def _follows(self, ctx: Context, selected: SelectedField) -> dict[str, Sees | None]:
+        """The referenced models the selection shows that this reader may read, with which of
+        their documents it sees (the changes of others must not reach it, not even as a
+        re-render of what refers to them)."""
+        follows: dict[str, Sees | None] = {}
+        for model in followed(self.spec.fields, selected):
+            access = ctx.model_access(model)
+            if access is None:
+                follows[model] = None
+            elif access.can_read:
+                follows[model] = access.sees
+        return follows
+
     def _live(self, ctx: Context, root: Any, target: Target) -> Sink | None:
         # A frame that shows referenced documents reads them as it renders: it cannot be
         # rendered without waiting, which is what the fast path is for.
@@ -242,7 +255,7 @@ class ModelApi:
     async def watch_one(self, ctx: Context, root: Any, selected: SelectedField, id: str,
                         since: Any = UNSET) -> AsyncGenerator[Any, None]:
         target = Target.of(self.spec.name, self._id(ctx, id), None, self.kinds,
-                           ctx.model_access(self.spec.name), followed(self.spec.fields, selected))
+                           ctx.model_access(self.spec.name), self._follows(ctx, selected))
         live = self._live(ctx, root, target)
         async with contextlib.aclosing(stream(ctx, target, _given(since), live)) as messages:
             async for message in messages:
@@ -251,7 +264,7 @@ class ModelApi:
     async def watch_many(self, ctx: Context, root: Any, selected: SelectedField,
                          where: Any = UNSET, since: Any = UNSET) -> AsyncGenerator[Any, None]:
         target = Target.of(self.spec.name, None, self._where(ctx, where, live=True), self.kinds,
-                           ctx.model_access(self.spec.name), followed(self.spec.fields, selected))
+                           ctx.model_access(self.spec.name), self._follows(ctx, selected))
         live = self._live(ctx, root, target)
         async with contextlib.aclosing(stream(ctx, target, _given(since), live)) as messages:
             async for message in messages:

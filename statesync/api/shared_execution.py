@@ -24,12 +24,21 @@ from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
 import orjson
-from graphql import ExecutionResult, OperationDefinitionNode, Visitor, visit
+from graphql import (
+    ExecutionResult,
+    FragmentDefinitionNode,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    visit,
+)
 from graphql.language import ArgumentNode, FieldNode, VariableNode
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from statesync.api.context import Context
-from statesync.api.types import ChangeMessage
+from statesync.api.types import REFERENCE, ChangeMessage
 from statesync.feed.hub import Hub
 from statesync.identity import ADMIN_ROLE
 from statesync.runtime import Runtime
@@ -170,16 +179,62 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
                                                *rendering)
 
     def rendering(self, role: str) -> Rendering | None:
-        """What decides how this operation renders a live change (None: it cannot share)."""
+        """What decides how this operation renders a live change (None: it cannot share).
+        A selection that resolves references reads other documents under the reader's own
+        rules (a customer's, say), so it renders alike only for that same reader."""
         operation = self.operation
         source = operation.loc.source.body if operation.loc is not None else None
         if source is None:
             return None
         name = operation.name.value if operation.name is not None else None
-        names = _rendering_variables(source, name, operation, self.fragment_definitions.values())
+        fragments = self.fragment_definitions.values()
+        names = _rendering_variables(source, name, operation, fragments)
         coerced = self.variable_values.coerced
         variables = orjson.dumps([coerced.get(n) for n in names], default=str)
-        return (source, name, variables, role)
+        reader = role
+        context = self.context_value
+        if isinstance(context, Context) and _reaches_references(self.schema, source, name,
+                                                                 operation, fragments):
+            reader = f"{role}\x00{context.identity.key}"
+        return (source, name, variables, reader)
+
+
+class _References(Visitor):
+    """Whether a selection resolves a reference (a field marked ``REFERENCE``)."""
+
+    def __init__(self, type_info: TypeInfo) -> None:
+        super().__init__()
+        self.type_info = type_info
+        self.found = False
+
+    def enter_field(self, node: FieldNode, *_: Any) -> None:
+        definition = self.type_info.get_field_def()
+        field = None if definition is None else (definition.extensions or {}).get(
+            "strawberry-definition")
+        if field is not None and (getattr(field, "metadata", None) or {}).get(REFERENCE):
+            self.found = True
+
+
+_reaches_references_of: dict[tuple[str, str | None], bool] = {}
+
+
+def _reaches_references(schema: GraphQLSchema, query: str, name: str | None,
+                        operation: OperationDefinitionNode, fragments: Iterable[Any]) -> bool:
+    cached = _reaches_references_of.get((query, name))
+    if cached is not None:
+        return cached
+    found = False
+    for node in (operation, *fragments):
+        type_info = TypeInfo(schema)
+        if isinstance(node, FragmentDefinitionNode):
+            type_info = TypeInfo(schema, initial_type=schema.get_type(node.type_condition.name.value))
+        visitor = _References(type_info)
+        visit(node, TypeInfoVisitor(type_info, visitor))
+        found = found or visitor.found
+    if len(_reaches_references_of) >= MAX_SHARED_RESULTS:
+        _reaches_references_of.clear()
+    _reaches_references_of[(query, name)] = found
+    return found
 
 
 def _keep(results: Recent[ExecutionResult], key: Key, result: Any) -> None:

@@ -24,7 +24,15 @@ from statesync.api.context import Context
 from statesync.change import Change
 from statesync.errors import BadInput, Forbidden, InvalidCursor
 from statesync.feed.hub import MAX_REFERRING
-from statesync.feed.subscriber import Delivery, Overflowed, Sink, Subscriber, classify_by
+from statesync.feed.subscriber import (
+    Delivery,
+    Overflowed,
+    Sees,
+    Sink,
+    Subscriber,
+    classify_by,
+    sees_followed,
+)
 from statesync.filters import AllOf, FieldKind, Filter, Matcher, matcher
 from statesync.store import reads
 
@@ -67,7 +75,8 @@ class Target:
     where: Filter | None
     kinds: Mapping[str, FieldKind]
     access: ModelAccess | None = None
-    follows: frozenset[str] = frozenset()  # referenced models its selection shows
+    # The referenced models its selection shows, with what of each the reader may see.
+    follows: Mapping[str, Sees | None] = field(default_factory=dict, compare=False)
     match: Matcher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -76,13 +85,13 @@ class Target:
     @classmethod
     def of(cls, model: str, doc_id: str | None, where: Filter | None,
            kinds: Mapping[str, FieldKind], access: ModelAccess | None,
-           follows: frozenset[str] = frozenset()) -> Target:
+           follows: Mapping[str, Sees | None] | None = None) -> Target:
         if access is not None:
             if not access.can_read:
                 raise Forbidden(f"this role may not read {model} documents", model=model)
             if access.visible is not None and where != access.visible:  # (the same: once)
                 where = access.visible if where is None else AllOf((where, access.visible))
-        return cls(model, doc_id, where, kinds, access, follows)
+        return cls(model, doc_id, where, kinds, access, follows or {})
 
     def wants(self, change: Change) -> str | None:
         if change.model != self.model:
@@ -112,7 +121,7 @@ class Shown:
 
     def __init__(self) -> None:
         self.cursor = 0
-        self.through: set[str] = set()
+        self.through: set[str] | None = set()  # None: every document (a snapshot's cursor)
 
     def new(self, message: Message, last: int) -> bool:
         change = message.change
@@ -120,12 +129,18 @@ class Shown:
             return True
         if change is None or change.via is None or message.cursor < last:
             return False
-        return message.cursor > self.cursor or change.doc_id not in self.through
+        if message.cursor > self.cursor:
+            return True
+        return self.through is not None and change.doc_id not in self.through
 
     def mark(self, message: Message) -> int:
+        if message.op == "SNAPSHOT":  # it shows everything as of its cursor, references too
+            self.cursor, self.through = message.cursor, None
+            return message.cursor
         if message.cursor != self.cursor:
             self.cursor, self.through = message.cursor, set()
-        if message.change is not None and message.change.via is not None:
+        if message.change is not None and message.change.via is not None and (
+                self.through is not None):
             self.through.add(message.change.doc_id)
         return message.cursor
 
@@ -211,10 +226,14 @@ async def _replay(ctx: Context, target: Target, since: int) -> AsyncIterator[Mes
 
 async def _through_references(ctx: Context, target: Target, change: Change
                               ) -> AsyncIterator[Message]:
+    if not sees_followed(target.follows, change):
+        return
     paths = [p for p in ctx.runtime.hub.relations.referring_to(change.model)
              if p.model == target.model]
+    among = None if target.doc_id is None else [target.doc_id]
     async with ctx.streaming_read() as connection:
-        found = await reads.referring(connection, paths, change.doc_id, MAX_REFERRING + 1)
+        found = await reads.referring(connection, paths, change.doc_id, MAX_REFERRING + 1,
+                                      among=among)
     if len(found) > MAX_REFERRING:
         raise PrunedSince  # as live: too many to re-render one by one, so start over
     for model, document, fields in found:

@@ -32,6 +32,8 @@ from statesync.models import (
     ValueRef,
 )
 
+REFERENCE = "statesync.reference"  # metadata of the output fields that resolve a reference
+
 
 @strawberry.enum(description="What a subscription message says happened.")
 class ChangeOp(enum.Enum):
@@ -259,15 +261,18 @@ class TypeFactory:
         many = isinstance(f.type.shape, ListOf)
         views = self._views
 
+        # Only text is an id: a value of another type (written by SQL, or before the field
+        # became a reference) names nothing, and must not fail the batch it would join.
         async def resolve_one(root: Any, info: strawberry.Info) -> Any:
             doc_id = root._data.get(name)
-            if doc_id is None:
+            if not isinstance(doc_id, str):
                 return None
             found = await info.context.referenced(target).load(doc_id)
             return None if found is None else views[target](found)
 
         async def resolve_many(root: Any, info: strawberry.Info) -> Any:
-            ids = root._data.get(name) or []
+            stored = root._data.get(name)
+            ids = [i for i in stored if isinstance(i, str)] if isinstance(stored, list) else []
             found = await info.context.referenced(target).load_many(ids)
             return [views[target](doc) for doc in found if doc is not None]
 
@@ -289,7 +294,7 @@ class TypeFactory:
                                       else f"The {target} this refers to")
         resolved, raw = reference_names(f)
         return {
-            resolved: strawberry.field(resolver=resolve, description=(
+            resolved: strawberry.field(resolver=resolve, metadata={REFERENCE: True}, description=(
                 f"{described} (null where you may not read it, or it does not exist)"
                 if not many else f"{described}: those you may read")),
             raw: strawberry.field(resolver=raw_ids, description=(

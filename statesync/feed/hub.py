@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from statesync.change import Change
-from statesync.feed.subscriber import Subscriber
+from statesync.feed.subscriber import Sees, Subscriber
 from statesync.filters import FieldKind, Filter
 from statesync.relations import Relations
 from statesync.store import reads
@@ -84,9 +84,12 @@ class Hub:
     @contextlib.asynccontextmanager
     async def subscribe(self, model: str, doc_id: str | None, where: Filter | None,
                         kinds: Mapping[str, FieldKind], maxsize: int,
-                        follows: frozenset[str] = frozenset()) -> AsyncIterator[Subscriber]:
-        """``follows``: the referenced models the subscription's selection shows."""
-        subscriber = Subscriber(model, doc_id, where, kinds, maxsize)
+                        follows: Mapping[str, Sees | None] | None = None
+                        ) -> AsyncIterator[Subscriber]:
+        """``follows``: the referenced models the subscription's selection shows, with what
+        of each the reader may see (None: all)."""
+        follows = follows or {}
+        subscriber = Subscriber(model, doc_id, where, kinds, maxsize, follows)
         indexes: dict[Any, set[Subscriber]] = self._by_document if doc_id is not None else self._by_model
         key = (model, doc_id) if doc_id is not None else model
         entries = [(indexes, key), *((self._following, target) for target in follows)]
@@ -168,21 +171,32 @@ class Hub:
             await self._through_references(change, followers)
 
     async def _through_references(self, change: Change, followers: set[Subscriber]) -> None:
+        seeing = [s for s in followers if s.sees_followed(change)]
         paths = [p for p in self._relations.referring_to(change.model)
-                 if any(s.model == p.model for s in followers)]
+                 if any(s.model == p.model for s in seeing)]
         if not paths:
             return
+        # A collection must hear of every referring document it may show, a document
+        # subscription only of its own: read no more than they can use.
+        collections = [s for s in seeing if s.doc_id is None]
+        wanted = {s.doc_id for s in seeing if s.doc_id is not None}
+        found: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []
         async with self._engine.connect() as connection:
-            found = await reads.referring(connection, paths, change.doc_id, MAX_REFERRING + 1)
-        if len(found) > MAX_REFERRING:
-            log.warning("%s %s is referred to by more than %d documents: their followers resync",
-                        change.model, change.doc_id, MAX_REFERRING)
-            for subscriber in list(followers):
-                subscriber.resync()
-            return
+            if collections:
+                found = await reads.referring(connection, paths, change.doc_id,
+                                              MAX_REFERRING + 1)
+                if len(found) > MAX_REFERRING:
+                    log.warning("%s %s is referred to by more than %d documents: the collections "
+                                "following it resync", change.model, change.doc_id, MAX_REFERRING)
+                    for subscriber in collections:
+                        subscriber.resync()
+                    collections, found = [], []
+            if wanted and not collections:
+                found = await reads.referring(connection, paths, change.doc_id, len(wanted),
+                                              among=sorted(wanted))
         for model, document, fields in found:
             seen = change.through(model, document, fields)
-            for subscriber in list(followers):
+            for subscriber in seeing:
                 if subscriber.model == model and subscriber.doc_id in (None, seen.doc_id):
                     subscriber.offer(seen)
 

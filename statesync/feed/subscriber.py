@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from statesync.change import Change
 from statesync.filters import FieldKind, Filter, Matcher, matcher
@@ -58,12 +59,26 @@ def classify_by(change: Change, match: Matcher) -> str | None:
 
 
 Sink = Callable[["Delivery"], bool]
+# Whether the reader may see a document of a model it follows through references: the
+# changes of one it may not never reach it, not even as a re-render of what refers to it.
+Sees = Callable[[Mapping[str, Any]], bool]
+
+
+def sees_followed(follows: Mapping[str, Sees | None], change: Change) -> bool:
+    """Whether a reader following ``change.model`` may see the document ``change`` is of,
+    before or after it (one that leaves its sight changes what it was shown)."""
+    sees = follows.get(change.model)
+    if sees is None:
+        return True
+    return any(doc is not None and sees(doc) for doc in (change.document, change.before()))
 
 
 class Subscriber:
     def __init__(self, model: str, doc_id: str | None, where: Filter | None,
-                 kinds: Mapping[str, FieldKind], maxsize: int) -> None:
+                 kinds: Mapping[str, FieldKind], maxsize: int,
+                 follows: Mapping[str, Sees | None] | None = None) -> None:
         self.model = model
+        self.follows: Mapping[str, Sees | None] = follows or {}
         self.doc_id = doc_id
         self.where = where
         self.kinds = kinds
@@ -108,6 +123,9 @@ class Subscriber:
                 self._roomy.clear()
         self._ready.set()
         return False
+
+    def sees_followed(self, change: Change) -> bool:
+        return sees_followed(self.follows, change)
 
     def resync(self) -> None:
         """Make the reader start over, as if it had overflowed."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Generator, Mapping
+from collections import deque
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from statesync.store.sql import Query
 from statesync.validation import Validator
 
 Statement = sa.Executable | Query
+Readers = Callable[[str], ModelAccess | None]  # how a writer may read a model (None: all)
 Steps = Generator[Statement, Any, "CommitResult"]
 
 
@@ -77,15 +79,14 @@ class Model:
 
     spec: ModelSpec
     validator: Validator
-    refs: tuple[RefPath, ...] = ()  # the references its documents hold, that must exist
+    refs: tuple[RefPath, ...] = ()  # the references its documents hold
     referred_by: tuple[RefPath, ...] = ()  # other documents' references to it, with a rule
 
 
 def model_table(specs: list[ModelSpec]) -> dict[str, Model]:
     """The write path's view of the deployment's models, by name."""
     related = Relations.of(specs)
-    return {spec.name: Model(spec, Validator(spec.cls),
-                             tuple(p for p in related.from_model(spec.name) if p.must_exist),
+    return {spec.name: Model(spec, Validator(spec.cls), related.from_model(spec.name),
                              related.ruling_deletes_of(spec.name)) for spec in specs}
 
 
@@ -125,10 +126,15 @@ def commit_steps(
     max_id_length: int = values.MAX_ID_LENGTH,
     guard: ModelAccess | None = None,
     owner: str | None = None,
+    readers: Readers | None = None,
     now: datetime | None = None,
+    apply_delete_rules: bool = True,
 ) -> Steps:
     """``guard``: the writer's rules for this model (None: the admin, a service, a handler).
-    ``owner``: who writes, so that a ``mutation_id`` replays only to the one who made it."""
+    ``owner``: who writes, so that a ``mutation_id`` replays only to the one who made it.
+    ``readers``: how the writer may read other models, so that a reference may name only a
+    document it could see (None: every document). ``apply_delete_rules``: False when the
+    caller (the delete rules' own work list) applies a delete's rules itself."""
     model = models.get(write.model)
     if model is None:
         raise BadInput(f"unknown model {write.model!r}", model=write.model)
@@ -159,7 +165,7 @@ def commit_steps(
                 yield q.record_mutation_result(mutation_id, unchanged.to_json())
             return unchanged
         if planned.document is not None and model.refs:
-            yield from _check_targets(model, planned, current, now)
+            yield from _check_targets(model, planned, current, now, max_id_length, readers)
         event_id = str(uuid.uuid4())
         result = CommitResult(
             op=planned.op, id=doc_id, version=planned.version,
@@ -176,8 +182,8 @@ def commit_steps(
             result=result.to_json() if mutation_id is not None else None,
             resolution=resolution)).first()
         if written is not None:
-            if planned.op in docs.GONE and model.referred_by:
-                yield from _on_delete(models, model, doc_id, planned.op, now, caused_by,
+            if planned.op in docs.GONE and model.referred_by and apply_delete_rules:
+                yield from _on_delete(models, write.model, doc_id, planned.op, now, caused_by,
                                       max_document_bytes)
             return result
         # A concurrent create of the same id committed first: decide again against it.
@@ -185,9 +191,13 @@ def commit_steps(
 
 
 def _check_targets(model: Model, planned: docs.Planned, current: docs.Stored | None,
-                   now: datetime) -> Generator[Statement, Any, None]:
-    """Every id the write newly refers to names a live document of its model (and stays
-    one until this commits: a concurrent delete of it waits, then sees the reference)."""
+                   now: datetime, max_id_length: int, readers: Readers | None
+                   ) -> Generator[Statement, Any, None]:
+    """Every id the write newly refers to is a well-formed id and, where the reference must
+    exist, names a live document of its model that the writer could read (one it may not is
+    as absent: else naming ids would tell which exist, and a restrict reference to someone
+    else's document would keep its owner from deleting it). The targets stay live until this
+    commits: a concurrent delete of one waits, then sees the reference."""
     before = current.data if current is not None and current.live_at(now) else None
     for path in model.refs:
         if before is not None and path.field not in planned.changed_fields:
@@ -195,45 +205,75 @@ def _check_targets(model: Model, planned: docs.Planned, current: docs.Stored | N
         ids = relations.referenced_ids(planned.data, path)
         if before is not None:
             ids -= relations.referenced_ids(before, path)
-        if not ids:
+        for ref_id in ids:
+            values.check_id(ref_id, path.field, max_id_length)
+        if not ids or not path.must_exist:
             continue
-        found = {row.id for row in (yield q.live_targets(path.target, sorted(ids), now)).all()}
+        reader = readers(path.target) if readers is not None else None
+        rows = (yield q.live_targets(path.target, sorted(ids), now)).all()
+        found = {row.id for row in rows
+                 if reader is None or reader.sees(q.document_of(row))}
         missing = sorted(ids - found)
         if missing:
+            shown = [_clipped(i) for i in missing[:10]]
             raise ReferenceNotFound(
-                f"{path.label} refers to {path.target} {missing[0]!r}, which does not exist",
-                field=path.field, model=path.target, ids=missing[:10])
+                f"{path.label} refers to {path.target} {shown[0]!r}, which does not exist",
+                field=path.field, model=path.target, ids=shown)
 
 
-def _on_delete(models: Mapping[str, Model], model: Model, doc_id: str, op: str, now: datetime,
-               caused_by: str | None, max_bytes: int) -> Generator[Statement, Any, None]:
-    """What each reference to the deleted document declares: refuse (restrict), clear the
-    reference (set_null) or delete the referring document (cascade), in this transaction.
-    The rules are the schema's, so they run as the system whoever deleted: like a foreign
-    key, they do not ask the deleter's role. An expiry cannot be refused, so restrict lets
-    it pass (the reference then resolves to null)."""
-    for path in model.referred_by:
-        if path.on_delete == "restrict" and op != "DELETED":
-            continue
-        limit = 1 if path.on_delete == "restrict" else MAX_REFERRING + 1
-        rows = (yield q.referring(path.model, relations.containment(path, doc_id), now,
-                                  limit)).all()
-        if not rows:
-            continue
-        if path.on_delete == "restrict":
-            raise Referenced(f"{model.spec.name} {doc_id} is still referred to by "
-                             f"{path.label}; delete or change those first",
-                             referredBy=path.label)
-        if len(rows) > MAX_REFERRING:
-            raise Referenced(f"deleting {model.spec.name} {doc_id} would {path.on_delete} more "
-                             f"than {MAX_REFERRING} documents through {path.label}",
-                             referredBy=path.label, limit=MAX_REFERRING)
-        for row in rows:
-            write: docs.Write = (
-                docs.Delete(path.model, row.id) if path.on_delete == "cascade"
-                else docs.Update(path.model, row.id, relations.without(row.data, path, doc_id)))
-            yield from commit_steps(models, write, caused_by=caused_by, now=now,
-                                    max_document_bytes=max_bytes)
+def _clipped(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _on_delete(models: Mapping[str, Model], root_model: str, root_id: str, op: str,
+               now: datetime, caused_by: str | None, max_bytes: int
+               ) -> Generator[Statement, Any, None]:
+    """What each reference to a deleted document declares: refuse (restrict), clear the
+    reference (set_null) or delete the referring document (cascade), in this transaction,
+    through as many levels as cascades reach (a work list, not recursion), touching at most
+    MAX_REFERRING documents in all. The rules are the schema's, so they run as the system
+    whoever deleted: like a foreign key, they do not ask the deleter's role. An expiry
+    cannot be refused, so restrict lets it pass (the reference then resolves to null) and
+    its rules have no budget. Errors name only the document the caller deleted."""
+    expiring = op != "DELETED"
+    gone = deque([(root_model, root_id)])
+    touched = 0
+    while gone:
+        model_name, doc_id = gone.popleft()
+        for path in models[model_name].referred_by:
+            if path.on_delete == "restrict" and expiring:
+                continue
+            room = None if expiring else MAX_REFERRING - touched
+            limit = 1 if path.on_delete == "restrict" else (room + 1 if room is not None
+                                                             else 2**31 - 1)
+            rows = (yield q.referring(path.model, relations.containment(path, doc_id), now,
+                                      limit)).all()
+            if not rows:
+                continue
+            if path.on_delete == "restrict":
+                through = "" if (model_name, doc_id) == (root_model, root_id) else (
+                    " (to a document its deletion cascades to)")
+                raise Referenced(f"{root_model} {root_id} cannot be deleted: {path.label} still "
+                                 f"refers to it{through}; delete or change those first",
+                                 referredBy=path.label)
+            if room is not None and len(rows) > room:
+                raise Referenced(f"deleting {root_model} {root_id} would change more than "
+                                 f"{MAX_REFERRING} documents through its references",
+                                 referredBy=path.label, limit=MAX_REFERRING)
+            touched += len(rows)
+            for row in rows:
+                if path.on_delete == "cascade":
+                    yield from commit_steps(models, docs.Delete(path.model, row.id),
+                                            caused_by=caused_by, now=now,
+                                            max_document_bytes=max_bytes,
+                                            apply_delete_rules=False)
+                    if models[path.model].referred_by:
+                        gone.append((path.model, row.id))
+                else:
+                    yield from commit_steps(
+                        models, docs.Update(path.model, row.id,
+                                            relations.without(row.data, path, doc_id)),
+                        caused_by=caused_by, now=now, max_document_bytes=max_bytes)
 
 
 CHANGE_ACTIONS = frozenset({"created", "updated", "deleted", "expired"})

@@ -62,16 +62,24 @@ async def documents_by_id(connection: AsyncConnection, model: str, ids: Sequence
 
 
 async def referring(connection: AsyncConnection, paths: Sequence[RefPath], target_id: str,
-                    limit: int) -> list[tuple[str, Document, tuple[str, ...]]]:
+                    limit: int, among: Sequence[str] | None = None
+                    ) -> list[tuple[str, Document, tuple[str, ...]]]:
     """Up to ``limit`` live documents that refer to ``target_id`` through ``paths`` (all of one
-    target model): ``(model, document, the fields that refer to it)``, by model and id."""
+    target model): ``(model, document, the fields that refer to it)``, by model and id;
+    ``among``: only these ids. The document itself, should it refer to itself, is not one:
+    its own change says it all."""
     by_model: dict[str, list[RefPath]] = {}
     for path in paths:
         by_model.setdefault(path.model, []).append(path)
     found: list[tuple[str, Document, tuple[str, ...]]] = []
     for model, model_paths in sorted(by_model.items()):
-        contains = sa.or_(*(documents.c.data.op("@>")(sa.cast(sa.literal(
+        contains = sa.or_(*(documents.c.data.op("@>", is_comparison=True)(sa.cast(sa.literal(
             json_dumps(relations.containment(p, target_id))), JSONB)) for p in model_paths))
+        if among is not None:
+            contains = contains & (documents.c.id == sa.any_(sa.literal(sorted(among),
+                                                                        ARRAY(sa.Text))))
+        if model == model_paths[0].target:
+            contains = contains & (documents.c.id != target_id)
         statement = q.list_documents(model, contains, [documents.c.id], limit - len(found))
         for row in (await connection.execute(statement)).all():
             fields = tuple(sorted({p.field for p in model_paths

@@ -85,7 +85,8 @@ _WRITE_CREATED = Sql.of(
 # delete (KEY SHARE conflicts only with the delete's FOR UPDATE), and the documents that
 # refer to one (the GIN index on data serves the containment test).
 _LIVE_TARGETS = Sql.of(
-    "SELECT id FROM statesync_documents WHERE model = :model AND id = ANY(CAST(:ids AS text[]))"
+    "SELECT id, version, data, created_at, updated_at, expires_at FROM statesync_documents"
+    " WHERE model = :model AND id = ANY(CAST(:ids AS text[]))"
     " AND NOT deleted AND (expires_at IS NULL OR expires_at > :now) FOR KEY SHARE")
 _REFERRING = Sql.of(
     "SELECT id, version, data, created_at, updated_at, expires_at, deleted"

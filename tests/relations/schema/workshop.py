@@ -53,3 +53,33 @@ class Assembly:
     title: str
     lines: list[Line] = ss.field(default_factory=list)
     labels: list[str] = ss.ref(Label, on_delete="set_null", default_factory=list)
+
+
+# Under access control (tests/relations/test_reference_rules.py): a member's lockers are
+# their own; pointers are everyone's, and may point at a locker.
+MEMBER_OWNS = {"owner": {"eq": ss.session.user_id}}
+
+
+@ss.model(access=[ss.allow("member", read=MEMBER_OWNS, create=["secret"],
+                           update=["secret"], presets={"owner": ss.session.user_id})])
+class Locker:
+    owner: str
+    secret: str
+
+
+@ss.model(access=[ss.allow("member", read=True, create=True, update=True)])
+class Pointer:
+    title: str
+    locker: str | None = ss.ref(Locker, on_delete="set_null", default=None)
+
+
+# Tasks nest under tasks, and go with their parent; a pin keeps its task (restrict).
+@ss.model(access=EVERYONE)
+class Task:
+    title: str
+    parent: str | None = ss.ref("Task", on_delete="cascade", default=None)
+
+
+@ss.model(access=EVERYONE)
+class Pin:
+    task: str = ss.ref(Task)
