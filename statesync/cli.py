@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import os
 import sys
 import tempfile
@@ -13,9 +14,10 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from statesync import logs
-from statesync.config import Settings, environment
+from statesync.config import Settings, describe_invalid, environment, unknown_variables
 from statesync.processes import supervised
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -250,6 +252,28 @@ def schema_print(schema: SchemaPath = None) -> None:
     typer.echo(build_schema(load_models(settings.schema_path)).as_str())
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"statesync {importlib.metadata.version('statesync')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+             ) -> None:
+    """statesync: realtime state sync over GraphQL."""
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    for name, meant in unknown_variables(os.environ):
+        hint = f" (did you mean {meant}?)" if meant else ""
+        typer.echo(f"warning: {name} is not a statesync setting{hint}; it is ignored", err=True)
+    try:
+        Settings()  # read once up front, so a bad variable is named, not a traceback
+    except ValidationError as error:
+        for line in describe_invalid(error):
+            typer.echo(f"error: {line}", err=True)
+        raise SystemExit(2) from None
     app()

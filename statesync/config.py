@@ -5,11 +5,12 @@ Every option is documented in the README's configuration table; keep the two in 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -275,6 +276,34 @@ class Settings(BaseSettings):
                                    "warnings (`statesync dev` turns it on).")
     log_format: Literal["text", "json"] = Field(
         default="text", description="`text` lines, or one JSON object a line with the request id.")
+
+
+ENV_PREFIX = "STATESYNC_"
+# Variables of statesync's own tests and benchmarks, which are not settings.
+NOT_SETTINGS = ("STATESYNC_TEST_", "STATESYNC_BENCH_")
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``STATESYNC_*`` variables no setting reads (a typo is silently ignored otherwise),
+    each with the setting it most likely meant."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    found = []
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known and not name.startswith(NOT_SETTINGS):
+            close = difflib.get_close_matches(name, known, n=1)
+            found.append((name, close[0] if close else None))
+    return found
+
+
+def describe_invalid(error: ValidationError) -> list[str]:
+    """A settings error as lines naming the variables: ``STATESYNC_PORT: ... (got 'abc')``."""
+    lines = []
+    for problem in error.errors():
+        variable = ENV_PREFIX + "_".join(str(p) for p in problem["loc"]).upper()
+        got = problem.get("input")
+        shown = f" (got {got!r})" if isinstance(got, str | int | float) else ""
+        lines.append(f"{variable}: {problem['msg']}{shown}")
+    return lines
 
 
 def environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
