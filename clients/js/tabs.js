@@ -23,7 +23,7 @@ export class Tabs {
       this.leading = true;
       onLead();
       return held;
-    });
+    }).catch((error) => console.warn("statesync: could not lead this origin's tabs", error));
   }
 
   /** Web Locks and BroadcastChannel both exist here: tabs can share a queue. */
