@@ -74,22 +74,25 @@ export async function until(check, what, ms = 2000) {
 }
 
 // Web Locks for tests: one holder per name; the next waiter is granted when it lets go.
+// As in browsers, request() resolves to what the callback's promise resolves to.
 export function fakeLocks() {
-  const waiting = new Map(); // name -> callbacks
+  const waiting = new Map(); // name -> [{ callback, resolve, reject }]
   const held = new Set();
   const grant = (name) => {
     const queue = waiting.get(name);
     if (held.has(name) || !queue?.length) return;
     held.add(name);
-    const callback = queue.shift();
-    Promise.resolve().then(() => callback({ name, mode: "exclusive" }))
+    const { callback, resolve, reject } = queue.shift();
+    Promise.resolve().then(() => callback({ name, mode: "exclusive" })).then(resolve, reject)
       .finally(() => { held.delete(name); grant(name); });
   };
   return {
     request(name, callback) {
       if (!waiting.has(name)) waiting.set(name, []);
-      waiting.get(name).push(callback);
-      grant(name);
+      return new Promise((resolve, reject) => {
+        waiting.get(name).push({ callback, resolve, reject });
+        grant(name);
+      });
     },
   };
 }
