@@ -135,8 +135,8 @@ async def test_two_tabs_share_one_queue_and_the_next_leader_sends_it_once(shop: 
     sent = record_sent_commits(context)
     first = await open_board(context, shop.url())
     second = await open_board(context, shop.url())
-    assert await first.evaluate("window.statesync.leading")
-    assert not await second.evaluate("window.statesync.leading")
+    await first.wait_for_function("window.statesync.leading")  # the first tab leads
+    assert not await second.evaluate("window.statesync.loaded.then(() => window.statesync.leading)")
     await context.set_offline(True)
     for page in (first, second):
         await expect(page.locator("#status")).to_have_attribute("data-status", "offline")

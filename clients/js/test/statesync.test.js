@@ -318,3 +318,26 @@ test("a patch replaces each field it names whole, an embedded object too, as the
   sync.update("Order", "a", { shipping: { city: "Lyon" } }).catch(() => {});
   assert.deepEqual(seen.value[0], { id: "a", version: 1, note: "keep", shipping: { city: "Lyon" }, pending: true });
 });
+
+test("a follower's commit the server refuses rolls back in every tab and rejects where it was made", async () => {
+  const server = new FakeServer();
+  server.onSubscribe = (ws, m) => ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "1", documents: [doc("a", 1, "v1")] } });
+  server.answer = () => ({ status: 200, body: { data: null, errors: [{ message: "stale", extensions: {
+    code: "CONFLICT", current: doc("a", 2, "theirs") } }] } });
+  const browser = fakeBrowser();
+  const records = new Map();
+  const leader = tab(server, browser, records);
+  await until(() => leader.leading, "the first tab leading");
+  const follower = tab(server, browser, records);
+  const views = [watchAll(leader), watchAll(follower)];
+  await until(() => views.every((v) => v.value), "both snapshots");
+  const conflicts = [];
+  for (const sync of [leader, follower]) sync.on("conflict", ({ commit }) => conflicts.push(commit.mutationId));
+
+  await assert.rejects(follower.update("Order", "a", { note: "mine" }, { expectedVersion: 1 }), { code: "CONFLICT" });
+  await until(() => views.every((v) => v.value[0].version === 2), "both views on the server's document");
+  assert.deepEqual(views.map((v) => v.value[0].note), ["theirs", "theirs"]);
+  assert.equal(conflicts.length, 2);
+  assert.equal(new Set(conflicts).size, 1); // one commit, heard once in each tab
+  assert.equal(server.requests.length, 1);
+});
