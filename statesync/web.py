@@ -18,6 +18,8 @@ from statesync.models import ModelSpec
 CLIENT_DIR = Path(str(files("statesync._client")))
 DEMO_DIR = Path(str(files("statesync.demo")))
 DEMO_MODELS = {"Order", "Product"}
+# The client's modules, served by name: not the folder's tests or packaging files.
+CLIENT_MODULES = ("statesync.js", "durable.js", "tabs.js")
 
 
 def demo_fits(specs: list[ModelSpec]) -> bool:
@@ -27,13 +29,13 @@ def demo_fits(specs: list[ModelSpec]) -> bool:
 
 def static_routes(specs: list[ModelSpec], *, demo: bool, graphiql: bool = False) -> list[BaseRoute]:
     async def client_module(request: Request) -> Response:
-        return FileResponse(CLIENT_DIR / "statesync.js", media_type="text/javascript")
+        name = request.url.path.rsplit("/", 1)[-1]
+        return FileResponse(CLIENT_DIR / name, media_type="text/javascript")
 
-    # The module and what it imports; not the folder's tests or packaging files.
-    routes: list[BaseRoute] = [
-        Route("/client/statesync.js", client_module),
-        Mount("/client/vendor", StaticFiles(directory=CLIENT_DIR / "vendor"), name="client-vendor"),
-    ]
+    # The modules and what they import.
+    routes: list[BaseRoute] = [Route(f"/client/{name}", client_module) for name in CLIENT_MODULES]
+    routes.append(Mount("/client/vendor", StaticFiles(directory=CLIENT_DIR / "vendor"),
+                        name="client-vendor"))
     if graphiql:  # the page at /graphql loads these instead of a CDN's
         routes.append(Mount(GRAPHIQL_PREFIX.rstrip("/"), StaticFiles(directory=GRAPHIQL_VENDOR),
                             name="graphiql"))

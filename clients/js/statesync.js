@@ -13,13 +13,20 @@
 //   A commit answered with an error is dropped, so the view falls back to the server's
 //   document (for CONFLICT, the one the error carries);
 // - the cursor of every watch, so a reconnect or a reload resubscribes with `since` and gets
-//   exactly what it missed. Pending commits and watch caches live in `storage` (the tab's
-//   sessionStorage by default): a reload resumes them, and a commit replayed after a lost
+//   exactly what it missed. Pending commits and watch caches live in `storage` (IndexedDB by
+//   default, see durable.js), one queue per origin and `user`: it survives closing the
+//   browser, and every tab of that user shares it. One tab (the leader, see tabs.js) sends
+//   it; the others hear each new commit and each answer. A commit replayed after a lost
 //   answer is applied once, because it keeps its mutationId.
 //
 // The protocol is the reference `graphql-ws` client; this module only does the bookkeeping.
 
 import { createClient } from "graphql-ws";
+
+import { openStore } from "./durable.js";
+import { Tabs } from "./tabs.js";
+
+export { memoryStore, storageStore } from "./durable.js";
 
 const RESYNC = "RESYNC";
 const REMOVALS = new Set(["DELETED", "EXPIRED", "REMOVED"]);
@@ -113,6 +120,15 @@ class Confirmed {
   }
 }
 
+// What the server makes of a patch (statesync/documents.py plan_update): each field it names
+// is replaced whole, an embedded object or a list of them too (the GraphQL input of an
+// embedded object is the whole object, its required fields required), and every other field
+// is kept. Merging an embedded object key by key here would show a document the server
+// never stores.
+function patched(doc, patch) {
+  return { ...doc, ...patch };
+}
+
 // Pending commits on top of confirmed documents: what the user sees.
 function overlay(docs, pending, watch) {
   const view = new Map(docs);
@@ -123,7 +139,7 @@ function overlay(docs, pending, watch) {
     if (commit.op === "delete") {
       view.delete(commit.id);
     } else if (commit.op === "update") {
-      if (current) view.set(commit.id, { ...current, ...commit.input, pending: true });
+      if (current) view.set(commit.id, { ...patched(current, commit.input), pending: true });
     } else if (!current && (watch.id !== undefined || watch.match(commit.input))) {
       view.set(commit.id, { ...commit.input, id: commit.id, version: 0, pending: true });
     }
@@ -152,22 +168,28 @@ class Watch {
     else if (spec.where) this.payload.variables.where = spec.where;
     this.ready = false;
     this.resumed = false;
-    const cached = client.store.read(this.storageKey);
+    this.closed = false;
+  }
+
+  // The cache first (it holds the cursor to resume from), then the subscription.
+  async start() {
+    const cached = await this.client.store.read(this.storageKey);
+    if (this.closed) return;
     if (cached) {
       this.confirmed.replace(cached.docs);
       this.payload.variables.since = cached.cursor;
       this.ready = true;
       this.resumed = true;
+      this.emit();
     }
+    this.subscribe();
   }
 
-  start() {
+  subscribe() {
     this.stop = this.client.subscribeRaw(this.payload, {
       next: (result) => this.receive(result),
       error: (error) => this.failed(error),
     });
-    // A cached value shows at once, but never before watch() has returned its handle.
-    if (this.ready) queueMicrotask(() => this.emit());
   }
 
   receive(result) {
@@ -188,7 +210,7 @@ class Watch {
       this.confirmed.upsert(change.document, { through: Boolean(change.via) });
     }
     this.payload.variables.since = change.cursor;
-    this.client.store.write(this.storageKey, () => ({
+    this.client.store.schedule(this.storageKey, () => ({
       cursor: this.payload.variables.since, docs: [...this.confirmed.docs.values()],
     }));
     this.emit();
@@ -206,7 +228,7 @@ class Watch {
     this.payload.variables.since = null;
     this.snapshot = null;
     this.resumed = false;
-    this.start();
+    this.subscribe();
   }
 
   apply(doc, fields) {
@@ -233,46 +255,53 @@ class Watch {
   }
 
   close() {
+    this.closed = true;
     this.stop?.();
     this.client.watches.delete(this);
     this.client.store.remove(this.storageKey);
   }
 }
 
-// Everything the client keeps across reloads, in one Storage (sessionStorage by default).
+// What the client keeps across reloads and restarts, over one backend of durable.js.
 class Store {
-  constructor(storage, prefix) {
-    this.storage = storage;
-    this.prefix = prefix;
+  constructor(opening) {
+    this.backend = null;
+    this.ready = opening.then((backend) => { this.backend = backend; return backend; });
+    this.chain = this.ready;
     this.dirty = new Map();
   }
-  read(key) {
-    const raw = this.storage?.getItem(`${this.prefix}:${key}`);
-    return raw ? JSON.parse(raw) : null;
+  // Writes, and the reads that must see them, run one after another in this tab.
+  serial(work) {
+    const run = this.chain.then(work);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+  read(key) { return this.serial(() => this.backend.get(key)).catch((error) => warned("read", key, error, null)); }
+  entries(prefix) { return this.serial(() => this.backend.entries(prefix)); }
+  // A full or unavailable storage costs durability, never the session.
+  write(changes) {
+    return this.serial(() => this.backend.write(changes)).then(() => true,
+      (error) => warned("save", changes.put?.map(([k]) => k) ?? changes.del, error, false));
   }
   // Watches write on every change; coalesce bursts into one write per key per tick.
-  write(key, produce) {
-    if (!this.storage) return;
+  schedule(key, produce) {
     if (!this.dirty.size) setTimeout(() => this.flush(), 0);
     this.dirty.set(key, produce);
   }
-  // A full or unavailable storage costs the reload cache, never the session.
-  writeNow(key, value) {
-    try {
-      this.storage?.setItem(`${this.prefix}:${key}`, JSON.stringify(value));
-    } catch (error) {
-      console.warn("statesync: could not save", key, error);
-    }
-  }
   remove(key) {
     this.dirty.delete(key);
-    this.storage?.removeItem(`${this.prefix}:${key}`);
+    return this.write({ del: [key] });
   }
   flush() {
-    const dirty = [...this.dirty];
+    const put = [...this.dirty].map(([key, produce]) => [key, produce()]);
     this.dirty.clear();
-    for (const [key, produce] of dirty) this.writeNow(key, produce());
+    return put.length ? this.write({ put }) : this.chain;
   }
+}
+
+function warned(what, key, error, value) {
+  console.warn(`statesync: could not ${what}`, key, error);
+  return value;
 }
 
 class Emitter {
@@ -296,6 +325,13 @@ function guarded(fn) {
 
 const newId = () => globalThis.crypto.randomUUID();
 const MAX_REBASES = 5;
+const QUEUE = "queue:"; // the store's key prefix of queued commits
+const byKey = (a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+
+function answerError(answer) {
+  return answer.errors?.[0] ?? (answer.data?.result ? undefined
+    : { message: "the answer has no result", extensions: { code: "BAD_RESPONSE" } });
+}
 
 // JSON equality that ignores key order (the server and a selection may order keys differently).
 function canonical(value) {
@@ -309,9 +345,9 @@ const sameJson = (a, b) => JSON.stringify(canonical(a)) === JSON.stringify(canon
 
 export class Statesync {
   constructor({
-    url = "/graphql", wsUrl, storage = globalThis.sessionStorage ?? null, storageKey = "statesync",
+    url = "/graphql", wsUrl, storage, storageKey = "statesync", user,
     fetch: fetchImpl = globalThis.fetch?.bind(globalThis), webSocketImpl, connectionParams,
-    getToken, adminSecret, role,
+    getToken, adminSecret, role, locks, BroadcastChannel: Channel,
   } = {}) {
     const base = globalThis.location?.href;
     this.url = new URL(url, base).toString();
@@ -327,12 +363,25 @@ export class Statesync {
       ...(role ? { "x-statesync-role": role } : {}),
     };
     this.connectionParams = connectionParams ?? (async () => ({ headers: await this.credentials() }));
-    this.store = new Store(storage, storageKey);
+    // One queue and one cache per origin and user: a page signed in as someone else must
+    // never send the commits another user queued.
+    this.namespace = user === undefined || user === null ? storageKey : `${storageKey}:${user}`;
+    this.store = new Store(openStore(storage, this.namespace));
     this.emitter = new Emitter();
     this.watches = new Set();
     this.subscriptions = new Set(); // { payload, sink, stop }
-    this.pending = this.store.read("queue") ?? [];
-    this.waiters = new Map(); // mutationId -> { resolve, reject }
+    this.pending = []; // the queue, oldest first: every tab's commits when tabs share it
+    this.unsaved = new Set(); // keys of this tab's commits not yet in the store
+    this.settled = new Set(); // mutationIds answered (here or in another tab): never again
+    this.waiters = new Map(); // mutationId -> { resolve, reject }: this tab's own commits
+    this.outcomes = new Map(); // mutationId -> version it committed, for commits built on it
+    this.tabId = newId().slice(0, 8);
+    this.commitCount = 0;
+    this.lastKeyTime = 0;
+    this.queueCount = 0;
+    this.tabs = null;
+    this.leading = false;
+    this.loaded = this.store.ready.then((backend) => this.joinTabs(backend, { locks, Channel }));
     this.online = true;
     this.flushing = false;
     this.retryAttempt = 0;
@@ -491,17 +540,99 @@ export class Statesync {
     return null;
   }
 
+  // ---- the queue ------------------------------------------------------------------------------
+  //
+  // The store holds the queue, one record per commit, keyed in commit order; every tab's
+  // `pending` mirrors it. Any tab adds its own commits; only the leader sends them and
+  // changes or removes records. An answer is broadcast before its record is removed, so a
+  // leader that dies in between leaves a record the other tabs already know is settled.
+
+  async joinTabs(backend, { locks, Channel }) {
+    if (this.closed) return;
+    const options = { locks, BroadcastChannel: Channel };
+    if (backend.shared && Tabs.available(options)) {
+      this.tabs = new Tabs(`statesync:${this.namespace}`, {
+        ...options, onLead: () => this.lead(), onMessage: (message) => this.heard(message),
+      });
+      await this.reloadQueue();
+      return;
+    }
+    if (backend.shared) console.warn("statesync: no Web Locks here; this tab sends the shared queue on its own");
+    await this.reloadQueue();
+    this.leading = true; // alone with its queue
+    this.flush();
+  }
+
+  // The previous leader may have left records it did not get to update: read them afresh.
+  async lead() {
+    await this.reloadQueue({ trustMemory: false, owner: true });
+    this.leading = !this.closed;
+    this.flush();
+  }
+
+  heard(message) {
+    if (message.type === "answer") this.settle(message.commit, message.answer);
+    else if (message.type === "queue") this.reloadQueue().then(() => this.flush());
+  }
+
+  reloadQueue({ trustMemory = this.leading, owner = this.leading } = {}) {
+    return this.store.entries(QUEUE).then((records) => this.mirror(records, { trustMemory, owner }),
+                                          (error) => warned("read", QUEUE, error));
+  }
+
+  // Only the leader (the owner of the records) changes them, so its own copies are newer
+  // than what it reads back, and it removes those answered already.
+  mirror(records, { trustMemory, owner }) {
+    const mine = new Map(this.pending.map((commit) => [commit.key, commit]));
+    const queue = new Map();
+    const stale = [];
+    for (const [key, record] of records) {
+      if (this.settled.has(record.mutationId)) stale.push(key);
+      else queue.set(key, (trustMemory && mine.get(key)) || this.resolveAfter(record));
+    }
+    for (const key of this.unsaved) if (mine.has(key)) queue.set(key, mine.get(key));
+    const models = new Set([...this.pending, ...queue.values()].map((commit) => commit.model));
+    this.pending = [...queue.values()].sort(byKey);
+    if (stale.length && owner) this.store.write({ del: stale });
+    this.queueChanged();
+    for (const model of models) this.render(model);
+  }
+
+  // A record built on a commit that was answered before its leader could say so in the store.
+  resolveAfter(commit) {
+    if (commit.after && this.outcomes.has(commit.after)) {
+      commit.expectedVersion = this.outcomes.get(commit.after);
+      delete commit.after;
+    }
+    return commit;
+  }
+
   commit(request) {
     const commit = {
-      mutationId: newId(), ...request,
+      key: this.nextKey(), mutationId: newId(), ...request,
       fields: request.fields ?? this.fieldsOf(request.model),
     };
     this.pending.push(commit);
-    this.saveQueue();
+    this.pending.sort(byKey);
+    this.unsaved.add(commit.key);
+    this.queueChanged();
     this.render(commit.model);
     const answered = new Promise((resolve, reject) => this.waiters.set(commit.mutationId, { resolve, reject }));
-    this.flush();
+    this.store.write({ put: [[commit.key, commit]] }).then((saved) => {
+      // Not saved (storage full): it stays in this tab's memory, sent only if this tab leads.
+      if (saved) this.unsaved.delete(commit.key);
+      this.tabs?.post({ type: "queue" });
+      this.flush();
+    });
     return answered;
+  }
+
+  // Keys sort in the order commits were made: by time across tabs, by count within one.
+  nextKey() {
+    this.lastKeyTime = Math.max(Date.now(), this.lastKeyTime);
+    this.commitCount += 1;
+    const time = String(this.lastKeyTime).padStart(15, "0");
+    return `${QUEUE}${time}:${String(this.commitCount).padStart(9, "0")}:${this.tabId}`;
   }
 
   fieldsOf(model) {
@@ -509,15 +640,20 @@ export class Statesync {
     return [...this.watches].filter((w) => w.model === model).map((w) => w.fields).join(" ");
   }
 
-  saveQueue() { this.store.writeNow("queue", this.pending); }
+  queueChanged() {
+    if (this.pending.length === this.queueCount) return;
+    this.queueCount = this.pending.length;
+    this.emitter.emit("queue", this.queueCount);
+  }
 
   // Send pending commits one at a time, in order: a later edit may build on an earlier one.
   async flush() {
-    if (this.flushing || !this.online || this.closed) return;
+    if (this.flushing || !this.online || this.closed || !this.leading) return;
     this.flushing = true;
     try {
-      while (this.online && this.pending.length) {
+      for (;;) {
         const commit = this.pending[0];
+        if (!commit || !this.online || !this.leading || this.closed) return;
         let answer;
         try {
           answer = await this.send(commit);
@@ -525,7 +661,9 @@ export class Statesync {
           this.retryLater();
           return;
         }
-        this.answered(commit, answer);
+        // Closed meanwhile: the next leader sends the same mutationId, which the server answers once.
+        if (this.closed) return;
+        await this.answered(commit, answer);
       }
     } finally {
       this.flushing = false;
@@ -564,39 +702,64 @@ export class Statesync {
                         extensions: { code: "HTTP_ERROR", status: response.status } }] };
   }
 
-  answered(commit, answer) {
-    const error = answer.errors?.[0] ?? (answer.data?.result ? undefined
-      : { message: "the answer has no result", extensions: { code: "BAD_RESPONSE" } });
+  async answered(commit, answer) {
+    if (this.settled.has(commit.mutationId)) return;
+    const error = answerError(answer);
     if (error && this.rebase(commit, error)) {
-      this.saveQueue(); // still first in line, sent again with the new expectedVersion
+      // Still first in line, sent again with the new expectedVersion.
+      await this.store.write({ put: [[commit.key, commit]] });
+      this.tabs?.post({ type: "queue" });
       return;
     }
-    this.pending.shift();
-    const waiter = this.waiters.get(commit.mutationId);
-    this.waiters.delete(commit.mutationId);
-    if (error) {
-      const code = error.extensions?.code ?? "INTERNAL_SERVER_ERROR";
-      // Commits built on this one were made against a state the server refused.
-      const dropped = this.dropDependents(commit.mutationId);
-      if (error.extensions?.current) this.confirm(commit.model, error.extensions.current, null);
-      this.saveQueue();
-      this.render(commit.model);
-      const failure = new StatesyncError(code, error.message, error.extensions ?? {});
-      this.emitter.emit(code === "CONFLICT" ? "conflict" : "rejected", { commit, error: failure, dropped });
-      waiter?.reject(failure);
-      for (const other of dropped) this.rejectWaiter(other, failure);
-      return;
-    }
-    const result = answer.data.result;
+    this.tabs?.post({ type: "answer", commit, answer });
+    await this.store.write(this.settle(commit, answer));
+    this.tabs?.post({ type: "queue" });
+  }
+
+  /**
+   * Apply a final answer, once per tab however often it arrives: the leader's own, or one
+   * broadcast by the leader. Returns what the leader must change in the store.
+   */
+  settle(commit, answer) {
+    if (this.settled.has(commit.mutationId)) return {};
+    this.settled.add(commit.mutationId);
+    this.pending = this.pending.filter((c) => c.mutationId !== commit.mutationId);
+    const error = answerError(answer);
+    const { put = [], del = [] } = error ? this.refused(commit, error) : this.accepted(commit, answer.data.result);
+    this.queueChanged();
+    return { put, del: [commit.key, ...del] };
+  }
+
+  refused(commit, error) {
+    const code = error.extensions?.code ?? "INTERNAL_SERVER_ERROR";
+    // Commits built on this one were made against a state the server refused.
+    const dropped = this.dropDependents(commit.mutationId);
+    if (error.extensions?.current) this.confirm(commit.model, error.extensions.current, null);
+    this.render(commit.model);
+    const failure = new StatesyncError(code, error.message, error.extensions ?? {});
+    this.emitter.emit(code === "CONFLICT" ? "conflict" : "rejected", { commit, error: failure, dropped });
+    this.rejectWaiter(commit, failure);
+    for (const other of dropped) this.rejectWaiter(other, failure);
+    return { del: dropped.map((c) => c.key) };
+  }
+
+  accepted(commit, result) {
+    this.outcomes.set(commit.mutationId, result.version);
+    const put = [];
     for (const later of this.pending) {
-      if (later.after === commit.mutationId) { later.expectedVersion = result.version; delete later.after; }
+      if (later.after !== commit.mutationId) continue;
+      later.expectedVersion = result.version;
+      delete later.after;
+      put.push([later.key, later]);
     }
     if (REMOVALS.has(result.op)) this.removeConfirmed(commit.model, result.id, result.version);
     else if (result.document) this.confirm(commit.model, result.document, commit.fields ?? "");
-    this.saveQueue();
     this.render(commit.model);
     this.emitter.emit("committed", { commit, result });
-    waiter?.resolve(result);
+    if (result.resolution) this.emitter.emit("resolved", { commit, result, resolution: result.resolution });
+    this.waiters.get(commit.mutationId)?.resolve(result);
+    this.waiters.delete(commit.mutationId);
+    return { put };
   }
 
   // A CONFLICT where every field we change still holds what we based the change on: only
@@ -620,7 +783,11 @@ export class Statesync {
     const dropped = [];
     const parents = new Set([mutationId]);
     this.pending = this.pending.filter((c) => {
-      if (c.after && parents.has(c.after)) { dropped.push(c); parents.add(c.mutationId); return false; }
+      if (!c.after || !parents.has(c.after)) return true;
+      dropped.push(c);
+      parents.add(c.mutationId);
+      this.settled.add(c.mutationId);
+      return false;
       return true;
     });
     return dropped;
@@ -643,15 +810,27 @@ export class Statesync {
   /** Commits not yet answered by the server (queued offline, or in flight). */
   get queued() { return this.pending.map(({ mutationId, op, model, id }) => ({ mutationId, op, model, id })); }
 
-  /** Stop everything. Watches' caches are dropped; queued commits stay for the next client. */
+  /** Resolves once everything this client has queued or cached so far is in its storage. */
+  async saved() {
+    await this.loaded;
+    await this.store.flush();
+    await this.store.chain;
+  }
+
+  /**
+   * Stop everything. Watches' caches are dropped; queued commits stay in the store for the
+   * next client of the same user (another tab leads from now on, if one is open).
+   */
   close() {
     this.closed = true;
+    this.leading = false;
     globalThis.removeEventListener?.("offline", this.onBrowserOffline);
     globalThis.removeEventListener?.("online", this.onBrowserOnline);
     for (const watch of [...this.watches]) watch.close();
     this.store.flush();
     clearTimeout(this.retryTimer);
     this.ws?.dispose();
+    this.loaded.then(() => this.tabs?.close());
   }
 }
 

@@ -11,7 +11,8 @@ const token = fetch("/dev/token", {
   body: JSON.stringify({ user, role: "customer" }),
 }).then((r) => (r.ok ? r.json() : null)).then((body) => body?.token ?? null).catch(() => null);
 
-const sync = createStatesync({ url: "/graphql", getToken: () => token, storageKey: `statesync:${user}` });
+// `user`: each customer's queue and caches apart, shared by that customer's tabs.
+const sync = createStatesync({ url: "/graphql", getToken: () => token, user });
 window.statesync = sync; // for the console (and the browser tests)
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -40,13 +41,13 @@ function showStatus(status) {
 sync.on("status", showStatus);
 showStatus(sync.status);
 
-function showQueue() {
-  const count = sync.queued.length;
+function showQueue(count) {
   const pill = $("#queued");
   pill.textContent = `${count} queued`;
   pill.dataset.count = String(count);
 }
-setInterval(showQueue, 200); // the queue changes on commits and answers; a cheap poll keeps it simple
+sync.on("queue", showQueue); // every tab of this customer shows the same count
+showQueue(sync.queued.length);
 $("#offline").addEventListener("change", (e) => sync.setOnline(!e.target.checked));
 
 function notify(text) {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from statesync.config import Settings
@@ -15,6 +17,10 @@ async def test_every_server_serves_the_js_client_and_sends_home_to_graphiql(
         module = await http.get("/client/statesync.js")
         assert module.status_code == 200
         assert module.headers["content-type"].startswith("text/javascript")
+        imported = re.findall(r'^(?:import|export) .* from "\./([\w.]+)";$', module.text, re.M)
+        assert imported, "the client's own modules are not imported as expected"
+        for name in imported:  # every module the client imports is served beside it
+            assert (await http.get(f"/client/{name}")).status_code == 200, name
         vendored = await http.get("/client/vendor/graphql-ws/client.js")
         assert "function createClient" in vendored.text
         for private in ("/client/__init__.py", "/client/test/statesync.test.js", "/client/package.json"):

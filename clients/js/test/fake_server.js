@@ -57,6 +57,8 @@ export function memoryStorage(limit = Infinity) {
       items.set(k, v);
     },
     removeItem: (k) => items.delete(k),
+    key: (i) => [...items.keys()][i] ?? null,
+    get length() { return items.size; },
   };
 }
 
@@ -69,4 +71,41 @@ export async function until(check, what, ms = 2000) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
+}
+
+// Web Locks for tests: one holder per name; the next waiter is granted when it lets go.
+// As in browsers, request() resolves to what the callback's promise resolves to.
+export function fakeLocks() {
+  const waiting = new Map(); // name -> [{ callback, resolve, reject }]
+  const held = new Set();
+  const grant = (name) => {
+    const queue = waiting.get(name);
+    if (held.has(name) || !queue?.length) return;
+    held.add(name);
+    const { callback, resolve, reject } = queue.shift();
+    Promise.resolve().then(() => callback({ name, mode: "exclusive" })).then(resolve, reject)
+      .finally(() => { held.delete(name); grant(name); });
+  };
+  return {
+    request(name, callback) {
+      if (!waiting.has(name)) waiting.set(name, []);
+      return new Promise((resolve, reject) => {
+        waiting.get(name).push({ callback, resolve, reject });
+        grant(name);
+      });
+    },
+  };
+}
+
+let browsers = 0;
+
+// One browser's tabs: its own locks, and channels no other browser hears.
+export function fakeBrowser() {
+  const prefix = `browser-${++browsers}`;
+  return {
+    locks: fakeLocks(),
+    BroadcastChannel: class extends BroadcastChannel {
+      constructor(name) { super(`${prefix}:${name}`); }
+    },
+  };
 }

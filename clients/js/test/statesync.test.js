@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 
-import { createStatesync } from "../statesync.js";
-import { FakeServer, memoryStorage, until } from "./fake_server.js";
+import { createStatesync, memoryStore } from "../statesync.js";
+import { FakeServer, fakeBrowser, memoryStorage, until } from "./fake_server.js";
 
 const clients = [];
 afterEach(() => { while (clients.length) clients.pop().close(); });
@@ -222,4 +222,138 @@ test("credentials go with every request and connection; a token expiring on the 
               "a new connection, subscribed again");
   const again = server.socket.sent.find((m) => m.type === "connection_init");
   assert.match(again.payload.headers.authorization, /^Bearer token-[3-9]$/);
+});
+
+// ---- the durable queue, shared by the tabs of one browser ---------------------------------
+
+// A tab of `browser` whose durable store holds `records` (IndexedDB, in a browser).
+function tab(server, browser, records, options = {}) {
+  const sync = createStatesync({ url: "http://fake/graphql", webSocketImpl: server.WebSocket,
+                                 fetch: server.fetch, user: "ada", ...browser,
+                                 storage: memoryStore({ shared: true, records }), ...options });
+  clients.push(sync);
+  return sync;
+}
+
+const sentIds = (server) => server.requests.map((r) => r.variables.mutationId);
+
+test("queued commits survive closing the browser and replay once, in order", async () => {
+  const server = new FakeServer();
+  server.answer = (body) => committed("CREATED", doc(body.variables.id, 1, body.variables.input.note));
+  const records = new Map();
+  const before = tab(server, fakeBrowser(), records);
+  await until(() => before.leading, "the only tab leading");
+  before.setOnline(false);
+  for (const note of ["one", "two", "three"]) before.create("Order", { note }, { id: note }).catch(() => {});
+  const queued = before.queued.map((c) => c.mutationId);
+  await before.saved();
+
+  // The browser is gone (its lock and channels with it); a new one opens the same records.
+  server.answer = (body) => committed("CREATED", doc(body.variables.id, 1, body.variables.input.note));
+  const after = tab(server, fakeBrowser(), records);
+  assert.equal(after.queued.length, 0); // nothing read yet: the store is asynchronous
+  await until(() => server.requests.length === 3 && after.queued.length === 0, "the replay");
+  assert.deepEqual(sentIds(server), queued);
+  assert.deepEqual(server.requests.map((r) => r.variables.input.note), ["one", "two", "three"]);
+  await until(() => records.size === 0, "the answered commits removed from the store");
+});
+
+test("one tab sends the shared queue; a follower's commit settles with the leader's answer", async () => {
+  const server = new FakeServer();
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  server.answer = async (body) => {
+    await held;
+    return { status: 200, body: { data: { result: {
+      op: "CREATED", id: body.variables.id, version: 1, replayed: false, eventIds: [], changedFields: ["note"],
+      resolution: { strategy: "merge", basedOn: 0, applied: ["note"], kept: [] }, document: doc(body.variables.id, 1, "f") } } } };
+  };
+  const browser = fakeBrowser();
+  const records = new Map();
+  const leader = tab(server, browser, records);
+  await until(() => leader.leading, "the first tab leading");
+  const follower = tab(server, browser, records);
+  await follower.loaded;
+  const counts = { leader: [], follower: [] };
+  leader.on("queue", (n) => counts.leader.push(n));
+  follower.on("queue", (n) => counts.follower.push(n));
+  const resolved = [];
+  follower.on("resolved", (e) => resolved.push(e.resolution));
+
+  const created = follower.create("Order", { note: "f" }, { id: "f1" });
+  await until(() => leader.queued.length === 1 && server.requests.length === 1, "the leader sending it");
+  assert.equal(follower.leading, false);
+  assert.deepEqual(leader.queued, follower.queued);
+  release();
+  const result = await created;
+  assert.equal(result.version, 1);
+  await until(() => leader.queued.length === 0 && follower.queued.length === 0, "both queues empty");
+  assert.deepEqual(counts, { leader: [1, 0], follower: [1, 0] });
+  assert.deepEqual(resolved, [{ strategy: "merge", basedOn: 0, applied: ["note"], kept: [] }]);
+  assert.equal(server.requests.length, 1);
+});
+
+test("a tab taking over from a closed leader sends what is left, never what was answered", async () => {
+  const server = new FakeServer();
+  server.answer = (body) => committed("CREATED", doc(body.variables.id, 1));
+  const browser = fakeBrowser();
+  const records = new Map();
+  // The leader is closed after broadcasting its first answer and before removing the record.
+  const dying = memoryStore({ shared: true, records });
+  const write = dying.write;
+  dying.write = (changes) => (changes.del?.length ? new Promise(() => {}) : write(changes));
+  const leader = tab(server, browser, records, { storage: dying });
+  await until(() => leader.leading, "the first tab leading");
+  const follower = tab(server, browser, records);
+  await follower.loaded;
+  const committedIds = [];
+  follower.on("committed", ({ commit }) => committedIds.push(commit.id));
+
+  const first = await follower.create("Order", { note: "x" }, { id: "c1" });
+  assert.equal(first.version, 1);
+  const second = follower.create("Order", { note: "y" }, { id: "c2" });
+  await until(() => records.size === 2, "both commits in the store");
+  assert.equal(server.requests.length, 1); // the leader is stuck removing c1
+
+  leader.close();
+  assert.equal((await second).id, "c2");
+  assert.equal(follower.leading, true);
+  assert.deepEqual(server.requests.map((r) => r.variables.id), ["c1", "c2"]);
+  assert.deepEqual(committedIds, ["c1", "c2"]);
+  await until(() => records.size === 0, "the store emptied by the new leader");
+});
+
+test("a patch replaces each field it names whole, an embedded object too, as the server does", async () => {
+  const server = new FakeServer();
+  const shipped = { ...doc("a", 1, "keep"), shipping: { city: "Paris", street: "rue Oberkampf" } };
+  server.onSubscribe = (ws, m) => ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "1", documents: [shipped] } });
+  const sync = connect(server);
+  const seen = watchAll(sync, { fields: "note shipping { city street }" });
+  await until(() => seen.value, "the snapshot");
+  sync.setOnline(false);
+  sync.update("Order", "a", { shipping: { city: "Lyon" } }).catch(() => {});
+  assert.deepEqual(seen.value[0], { id: "a", version: 1, note: "keep", shipping: { city: "Lyon" }, pending: true });
+});
+
+test("a follower's commit the server refuses rolls back in every tab and rejects where it was made", async () => {
+  const server = new FakeServer();
+  server.onSubscribe = (ws, m) => ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "1", documents: [doc("a", 1, "v1")] } });
+  server.answer = () => ({ status: 200, body: { data: null, errors: [{ message: "stale", extensions: {
+    code: "CONFLICT", current: doc("a", 2, "theirs") } }] } });
+  const browser = fakeBrowser();
+  const records = new Map();
+  const leader = tab(server, browser, records);
+  await until(() => leader.leading, "the first tab leading");
+  const follower = tab(server, browser, records);
+  const views = [watchAll(leader), watchAll(follower)];
+  await until(() => views.every((v) => v.value), "both snapshots");
+  const conflicts = [];
+  for (const sync of [leader, follower]) sync.on("conflict", ({ commit }) => conflicts.push(commit.mutationId));
+
+  await assert.rejects(follower.update("Order", "a", { note: "mine" }, { expectedVersion: 1 }), { code: "CONFLICT" });
+  await until(() => views.every((v) => v.value[0].version === 2), "both views on the server's document");
+  assert.deepEqual(views.map((v) => v.value[0].note), ["theirs", "theirs"]);
+  assert.equal(conflicts.length, 2);
+  assert.equal(new Set(conflicts).size, 1); // one commit, heard once in each tab
+  assert.equal(server.requests.length, 1);
 });
