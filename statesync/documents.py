@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -17,7 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from statesync.errors import AlreadyExists, BadInput, Conflict, NotFound, PayloadTooLarge
-from statesync.models import ModelSpec
+from statesync.models import FieldSpec, ModelSpec, ValueRef
 from statesync.validation import Validator
 from statesync.values import check_instant
 
@@ -194,14 +194,49 @@ def _check_known(spec: ModelSpec, patch: Mapping[str, Any]) -> None:
                        fields=sorted(unknown))
 
 
+def patched(fields: Sequence[FieldSpec], current: Mapping[str, Any], patch: Mapping[str, Any]
+            ) -> dict[str, Any]:
+    """``current`` with ``patch`` applied: a field the patch names takes its value, except an
+    embedded object (a ``@value``, not a list of them, not a ``dict``), which takes the
+    patch's fields one by one, recursively, keeping the others. So an offline edit of
+    ``shipping.city`` does not undo a ``shipping.street`` changed meanwhile."""
+    merged = dict(current)
+    shapes = {f.name: f.type.shape for f in fields}
+    for name, value in patch.items():
+        shape, before = shapes.get(name), current.get(name)
+        if isinstance(shape, ValueRef) and isinstance(value, Mapping) and isinstance(
+                before, Mapping):
+            merged[name] = patched(shape.fields, before, value)
+        else:
+            merged[name] = value
+    return merged
+
+
+def _named(fields: Sequence[FieldSpec], patch: Mapping[str, Any], data: Mapping[str, Any]
+           ) -> dict[str, Any]:
+    """The normalized values of what ``patch`` names, and only that: inside an embedded
+    object, the fields it names (a merge must not take the rest as the client's edit)."""
+    shapes = {f.name: f.type.shape for f in fields}
+    named = {}
+    for name, value in patch.items():
+        shape, stored = shapes.get(name), data[name]
+        if isinstance(shape, ValueRef) and isinstance(value, Mapping) and isinstance(
+                stored, Mapping):
+            named[name] = _named(shape.fields, value, stored)
+        else:
+            named[name] = stored
+    return named
+
+
 def normalized_patch(spec: ModelSpec, validator: Validator, patch: Mapping[str, Any],
                      current: Stored) -> dict[str, Any]:
-    """``patch`` as the document would store it (enums as values, datetimes as ISO strings),
-    so that it compares with stored versions; or BadInput, as the update itself would."""
+    """``patch`` as the document would store it (enums as values, datetimes as ISO strings;
+    an embedded object whole, as patched), so that it compares with stored versions; or
+    BadInput, as the update itself would."""
     fields, expires = _split_expiry(patch)
     _check_known(spec, fields)
-    data = validator.validate({**current.data, **fields})
-    normalized = {name: data[name] for name in fields}
+    data = validator.validate(patched(spec.fields, current.data, fields))
+    normalized = _named(spec.fields, fields, data)
     if expires is not _ABSENT:
         normalized[EXPIRES_AT] = _check_expiry(expires)
     return normalized
@@ -213,7 +248,7 @@ def plan_update(spec: ModelSpec, validator: Validator, write: Update, current: S
     _check_version(current, write.expected_version)
     patch, expires = _split_expiry(write.patch)
     _check_known(spec, patch)
-    data = validator.validate({**current.data, **patch})
+    data = validator.validate(patched(spec.fields, current.data, patch))
     _check_size(data, max_bytes)
     changed = [name for name in data if current.data.get(name, _ABSENT) != data[name]]
     previous = {name: current.data.get(name) for name in changed}

@@ -120,13 +120,43 @@ class Confirmed {
   }
 }
 
-// What the server makes of a patch (statesync/documents.py plan_update): each field it names
-// is replaced whole, an embedded object or a list of them too (the GraphQL input of an
-// embedded object is the whole object, its required fields required), and every other field
-// is kept. Merging an embedded object key by key here would show a document the server
-// never stores.
-function patched(doc, patch) {
-  return { ...doc, ...patch };
+// What the server makes of a patch (statesync/documents.py patched): each field it names
+// takes its value, except an embedded object, which takes the fields the patch names and
+// keeps the others, recursively; a list (of values or of objects) and a JSON field are
+// replaced whole. An embedded object is what the watch selects with fields of its own
+// (`shipping { city street }`): a JSON field cannot have a selection.
+function patched(doc, patch, shape) {
+  const out = { ...doc };
+  for (const [key, value] of Object.entries(patch)) {
+    const inner = shape?.[key];
+    const before = doc?.[key];
+    out[key] = inner && isObject(value) && isObject(before) ? patched(before, value, inner) : value;
+  }
+  return out;
+}
+
+const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+
+// `note shipping { city street } items { sku }` as { note: null, shipping: { city: null, ... } }.
+function selectionShape(fields) {
+  const root = {};
+  const open = [root];
+  let last = null;
+  for (const token of fields.match(/[{}]|[^\s{}]+/g) ?? []) {
+    if (token === "{") {
+      const inner = {};
+      if (last !== null) open.at(-1)[last] = inner;
+      open.push(inner);
+      last = null;
+    } else if (token === "}") {
+      if (open.length > 1) open.pop();
+      last = null;
+    } else {
+      last = token.replace(/^.*:/, ""); // an alias names the field after its colon
+      open.at(-1)[last] = null;
+    }
+  }
+  return root;
 }
 
 // Pending commits on top of confirmed documents: what the user sees.
@@ -139,7 +169,7 @@ function overlay(docs, pending, watch) {
     if (commit.op === "delete") {
       view.delete(commit.id);
     } else if (commit.op === "update") {
-      if (current) view.set(commit.id, { ...patched(current, commit.input), pending: true });
+      if (current) view.set(commit.id, { ...patched(current, commit.input, watch.shape), pending: true });
     } else if (!current && (watch.id !== undefined || watch.match(commit.input))) {
       view.set(commit.id, { ...commit.input, id: commit.id, version: 0, pending: true });
     }
@@ -153,6 +183,7 @@ class Watch {
     this.model = spec.model;
     this.id = spec.id;
     this.fields = spec.fields ?? "";
+    this.shape = selectionShape(this.fields);
     this.sort = spec.sort ?? ((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     // Optimistic creates can only show where we can tell they belong: everywhere in an
     // unfiltered collection, or where the caller's `match` says so.

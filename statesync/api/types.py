@@ -173,6 +173,7 @@ class TypeFactory:
         self._outputs: dict[str, type] = {spec.name: type(spec.name, (), {}) for spec in specs}
         self._views: dict[str, type[DocumentView]] = {}
         self._where_shells: dict[str, type] = {}
+        self._value_patches: dict[type, type] = {}
 
     # ---- leaf and embedded types ------------------------------------------------------------
 
@@ -187,6 +188,14 @@ class TypeFactory:
             create = self._input(f"{ref.cls.__name__}Input", ref.fields, partial=False)
             self._values[ref.cls] = (output, view, create)
         return self._values[ref.cls]
+
+    def _value_patch(self, ref: ValueRef) -> type:
+        """``AddressPatch``: an embedded object's fields, each optional, for an update that
+        changes some of them (``documents.patched``)."""
+        if ref.cls not in self._value_patches:
+            self._value_patches[ref.cls] = self._input(f"{ref.cls.__name__}Patch", ref.fields,
+                                                       partial=True)
+        return self._value_patches[ref.cls]
 
     def _graphql_type(self, ref: TypeRef, *, for_input: bool) -> tuple[Any, Converter | None]:
         shape = ref.shape
@@ -309,6 +318,8 @@ class TypeFactory:
             if not f.clients_may_write:
                 continue
             graphql_type, _ = self._graphql_type(f.type, for_input=True)
+            if partial and isinstance(f.type.shape, ValueRef):  # a patch of an embedded object
+                graphql_type = self._value_patch(f.type.shape)
             # A field some role's rule presets from the session is not the client's to send
             # (for that role); for the others the model still requires it, on commit.
             optional = partial or not f.required or f.name in preset

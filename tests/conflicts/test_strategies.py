@@ -317,3 +317,22 @@ async def test_the_demo_order_merges_edits_of_other_fields_only(api: RunningServ
         await api.runtime.commit(docs.Update("Order", "o1", {"status": "PRICED",
                                                              "total_cents": 450}, 2))
     assert (await client.data(read_order, {"id": "o1"}))["order"]["status"] == "NEW"
+
+
+async def test_a_patch_of_an_embedded_object_changes_only_the_fields_it_names(
+        api: RunningServer) -> None:
+    client = await ticket(api, {"title": "Door", "address": {"city": "Oslo", "zip": "0150"}})
+    moved = await update(client, {"address": {"city": "Bergen"}}, None)
+    assert moved["document"]["address"] == {"city": "Bergen", "zip": "0150"}
+    assert moved["changedFields"] == ["address"]
+    # An offline edit of the city, made before the zip changed: both land.
+    await update(client, {"address": {"zip": "5003"}}, None)
+    late = await update(client, {"address": {"city": "Trondheim"}}, 2)
+    assert late["document"]["address"] == {"city": "Trondheim", "zip": "5003"}
+    assert late["resolution"]["applied"] == ["address.city"]
+    # A document without the object yet: the patch must make a whole one.
+    bare = await ticket(api, {"title": "Bare"}, doc_id="t2")
+    error = await bare.error(UPDATE_TICKET, {"id": "t2", "patch": {"address": {"city": "Oslo"}}})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    cleared = await update(bare, {"address": None}, None, doc_id="t2")
+    assert cleared["document"]["address"] is None

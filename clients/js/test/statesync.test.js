@@ -323,16 +323,23 @@ test("a tab taking over from a closed leader sends what is left, never what was 
   await until(() => records.size === 0, "the store emptied by the new leader");
 });
 
-test("a patch replaces each field it names whole, an embedded object too, as the server does", async () => {
+test("a patch changes only the fields it names in an embedded object, as the server does", async () => {
   const server = new FakeServer();
-  const shipped = { ...doc("a", 1, "keep"), shipping: { city: "Paris", street: "rue Oberkampf" } };
+  const shipped = { ...doc("a", 1, "keep"), shipping: { city: "Paris", street: "rue Oberkampf", geo: { lat: 1, lon: 2 } },
+                    items: [{ sku: "x", qty: 1 }], extra: { a: 1, b: 2 } };
   server.onSubscribe = (ws, m) => ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "1", documents: [shipped] } });
   const sync = connect(server);
-  const seen = watchAll(sync, { fields: "note shipping { city street }" });
+  const seen = watchAll(sync, { fields: "note shipping { city street geo { lat lon } } items { sku qty } extra" });
   await until(() => seen.value, "the snapshot");
   sync.setOnline(false);
-  sync.update("Order", "a", { shipping: { city: "Lyon" } }).catch(() => {});
-  assert.deepEqual(seen.value[0], { id: "a", version: 1, note: "keep", shipping: { city: "Lyon" }, pending: true });
+  sync.update("Order", "a", { shipping: { city: "Lyon", geo: { lat: 9 } }, items: [{ sku: "y", qty: 2 }], extra: { a: 5 } })
+    .catch(() => {});
+  assert.deepEqual(seen.value[0], {
+    id: "a", version: 1, note: "keep", pending: true,
+    shipping: { city: "Lyon", street: "rue Oberkampf", geo: { lat: 9, lon: 2 } }, // merged
+    items: [{ sku: "y", qty: 2 }], // a list: replaced
+    extra: { a: 5 }, // a JSON field (no selection of its own): replaced
+  });
 });
 
 test("a follower's commit the server refuses rolls back in every tab and rejects where it was made", async () => {
