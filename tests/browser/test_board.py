@@ -144,7 +144,10 @@ async def test_a_reloaded_page_resumes_with_the_changes_made_meanwhile(board: Bo
 
     await page.goto(board.url)
     await expect(page.locator("#status")).to_have_attribute("data-status", "online")
-    assert await page.evaluate("[...window.statesync.watches].every(w => w.resumed)")
+    # The caches are read from IndexedDB before each watch subscribes, which may be after
+    # the socket is up: wait for the watches, not for the status.
+    await page.wait_for_function("[...window.statesync.watches].every(w => w.resumed)",
+                                 timeout=SETTLE)
     await expect(quantity(order_card(page, "stays"), "espresso")).to_have_text("4", timeout=SETTLE)
     await priced(order_card(page, "stays"), "$14.00")
     await expect(order_card(page, "goes")).to_have_count(0)
