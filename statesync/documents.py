@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -194,21 +194,28 @@ def _check_known(spec: ModelSpec, patch: Mapping[str, Any]) -> None:
                        fields=sorted(unknown))
 
 
+def _pairs(fields: Sequence[FieldSpec], patch: Mapping[str, Any], other: Mapping[str, Any]
+           ) -> Iterator[tuple[str, Any, Any, ValueRef | None]]:
+    """Each field ``patch`` names, its value there and in ``other``, and, where both are
+    objects of an embedded value (a ``@value``: not a list of them, not a ``dict``), its
+    type, to go into it field by field."""
+    shapes = {f.name: f.type.shape for f in fields}
+    for name, value in patch.items():
+        shape, there = shapes.get(name), other.get(name)
+        inner = shape if isinstance(shape, ValueRef) and isinstance(value, Mapping) and (
+            isinstance(there, Mapping)) else None
+        yield name, value, there, inner
+
+
 def patched(fields: Sequence[FieldSpec], current: Mapping[str, Any], patch: Mapping[str, Any]
             ) -> dict[str, Any]:
     """``current`` with ``patch`` applied: a field the patch names takes its value, except an
-    embedded object (a ``@value``, not a list of them, not a ``dict``), which takes the
-    patch's fields one by one, recursively, keeping the others. So an offline edit of
-    ``shipping.city`` does not undo a ``shipping.street`` changed meanwhile."""
+    embedded object, which takes the patch's fields one by one, recursively, keeping the
+    others. So an offline edit of ``shipping.city`` does not undo a ``shipping.street``
+    changed meanwhile."""
     merged = dict(current)
-    shapes = {f.name: f.type.shape for f in fields}
-    for name, value in patch.items():
-        shape, before = shapes.get(name), current.get(name)
-        if isinstance(shape, ValueRef) and isinstance(value, Mapping) and isinstance(
-                before, Mapping):
-            merged[name] = patched(shape.fields, before, value)
-        else:
-            merged[name] = value
+    for name, value, before, inner in _pairs(fields, patch, current):
+        merged[name] = value if inner is None else patched(inner.fields, before, value)
     return merged
 
 
@@ -216,16 +223,8 @@ def _named(fields: Sequence[FieldSpec], patch: Mapping[str, Any], data: Mapping[
            ) -> dict[str, Any]:
     """The normalized values of what ``patch`` names, and only that: inside an embedded
     object, the fields it names (a merge must not take the rest as the client's edit)."""
-    shapes = {f.name: f.type.shape for f in fields}
-    named = {}
-    for name, value in patch.items():
-        shape, stored = shapes.get(name), data[name]
-        if isinstance(shape, ValueRef) and isinstance(value, Mapping) and isinstance(
-                stored, Mapping):
-            named[name] = _named(shape.fields, value, stored)
-        else:
-            named[name] = stored
-    return named
+    return {name: stored if inner is None else _named(inner.fields, value, stored)
+            for name, value, stored, inner in _pairs(fields, patch, data)}
 
 
 def normalized_patch(spec: ModelSpec, validator: Validator, patch: Mapping[str, Any],

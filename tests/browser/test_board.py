@@ -7,6 +7,7 @@ from typing import NamedTuple
 import asyncpg
 import orjson
 from playwright.async_api import BrowserContext, Locator, Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from statesync.client import Client
 from tests.browser.conftest import ADMIN_SECRET, Board
@@ -135,7 +136,10 @@ async def test_a_reloaded_page_resumes_with_the_changes_made_meanwhile(board: Bo
     await priced(order_card(page, "stays"), "$3.50")
     await priced(order_card(page, "goes"), "$3.50")
 
-    await page.goto("about:blank")  # the page is gone; its watches' cursors stay in the tab
+    # Leaving at once could drop cache writes still waiting for IndexedDB to open (on a
+    # loaded machine): this test is about resuming from them, so let them land first.
+    await page.evaluate("window.statesync.saved()")
+    await page.goto("about:blank")  # the page is gone; its watches' cursors stay in storage
     async with admin(board) as client:
         await client.update("Order", "stays", {"items": [{"sku": "espresso", "qty": 4}]})
         await client.delete("Order", "goes")
@@ -146,8 +150,13 @@ async def test_a_reloaded_page_resumes_with_the_changes_made_meanwhile(board: Bo
     await expect(page.locator("#status")).to_have_attribute("data-status", "online")
     # The caches are read from IndexedDB before each watch subscribes, which may be after
     # the socket is up: wait for the watches, not for the status.
-    await page.wait_for_function("[...window.statesync.watches].every(w => w.resumed)",
-                                 timeout=SETTLE)
+    try:
+        await page.wait_for_function("[...window.statesync.watches].every(w => w.resumed)",
+                                     timeout=SETTLE)
+    except PlaywrightTimeout:
+        states = await page.evaluate("[...window.statesync.watches].map(w => ({model: w.model, "
+                                     "resumed: w.resumed, since: w.payload.variables.since}))")
+        raise AssertionError(f"not every watch resumed: {states}") from None
     await expect(quantity(order_card(page, "stays"), "espresso")).to_have_text("4", timeout=SETTLE)
     await priced(order_card(page, "stays"), "$14.00")
     await expect(order_card(page, "goes")).to_have_count(0)
