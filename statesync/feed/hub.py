@@ -183,8 +183,14 @@ class Hub:
         found: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []
         async with self._engine.connect() as connection:
             if collections:
+                # Only documents some following collection may show: one that matches
+                # nothing costs no read of its referrers.
+                shown_by: dict[str, list[tuple[Filter | None, Mapping[str, FieldKind]]]] = {}
+                for subscriber in collections:
+                    shown_by.setdefault(subscriber.model, []).append(
+                        (subscriber.where, subscriber.kinds))
                 found = await reads.referring(connection, paths, change.doc_id,
-                                              MAX_REFERRING + 1)
+                                              MAX_REFERRING + 1, wanted=shown_by)
                 if len(found) > MAX_REFERRING:
                     log.warning("%s %s is referred to by more than %d documents: the collections "
                                 "following it resync", change.model, change.doc_id, MAX_REFERRING)

@@ -62,12 +62,14 @@ async def documents_by_id(connection: AsyncConnection, model: str, ids: Sequence
 
 
 async def referring(connection: AsyncConnection, paths: Sequence[RefPath], target_id: str,
-                    limit: int, among: Sequence[str] | None = None
-                    ) -> list[tuple[str, Document, tuple[str, ...]]]:
+                    limit: int, among: Sequence[str] | None = None,
+                    wanted: Mapping[str, Sequence[tuple[Filter | None, Mapping[str, FieldKind]]]]
+                    | None = None) -> list[tuple[str, Document, tuple[str, ...]]]:
     """Up to ``limit`` live documents that refer to ``target_id`` through ``paths`` (all of one
     target model): ``(model, document, the fields that refer to it)``, by model and id;
-    ``among``: only these ids. The document itself, should it refer to itself, is not one:
-    its own change says it all."""
+    ``among``: only these ids; ``wanted``: by model, the filters of those who will be shown
+    them (a document none of them matches is not read). The document itself, should it refer
+    to itself, is not one: its own change says it all."""
     by_model: dict[str, list[RefPath]] = {}
     for path in paths:
         by_model.setdefault(path.model, []).append(path)
@@ -80,6 +82,10 @@ async def referring(connection: AsyncConnection, paths: Sequence[RefPath], targe
                                                                         ARRAY(sa.Text))))
         if model == model_paths[0].target:
             contains = contains & (documents.c.id != target_id)
+        filters_of = None if wanted is None else wanted.get(model, ())
+        if filters_of is not None and all(where is not None for where, _ in filters_of):
+            contains = contains & sa.or_(sa.false(), *(filter_clause(where, documents, kinds)
+                                                       for where, kinds in filters_of))
         statement = q.list_documents(model, contains, [documents.c.id], limit - len(found))
         for row in (await connection.execute(statement)).all():
             fields = tuple(sorted({p.field for p in model_paths

@@ -120,3 +120,30 @@ async def test_a_document_that_refers_to_itself_gets_its_change_once(api: Runnin
     assert (change["op"], change["version"], change["via"]) == ("UPDATED", 3, None)
     assert change["document"] == {"title": "b", "parent": {"title": "b"}}
     assert after["id"] == "other"  # and nothing between them
+
+
+async def test_a_widely_referenced_document_reaches_a_filtered_follower(api: RunningServer
+                                                                       ) -> None:
+    """1,001 assemblies refer to one label; a collection that shows one of them hears of
+    the label's change through that one, without the hub reading (or resyncing over) the
+    thousand it does not show."""
+    client = GraphQLClient(api.base_url)
+    await create(client, "Label", "red", {"name": "red"})
+    connection = await asyncpg.connect(api.settings.database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO statesync_documents (model, id, version, data, created_at, updated_at) "
+            "SELECT 'Assembly', 'a' || n, 1, jsonb_build_object('title', CASE WHEN n = 0 "
+            "THEN 'mine' ELSE 'other' END, 'lines', '[]'::jsonb, 'labels', '[\"red\"]'::jsonb),"
+            " now(), now() FROM generate_series(0, 1000) AS n")
+    finally:
+        await connection.close()
+    async with Subscriptions.connect(api.ws_url) as ws:
+        mine = await ws.subscribe('subscription { assemblies(where: {title: {eq: "mine"}}) { op '
+                                  'id via { id } document { labels { name } } documents { id } } }')
+        assert len((await ws.next(mine))["documents"]) == 1
+        await client.data('mutation { updateLabel(id: "red", patch: {name: "crimson"}) '
+                          '{ version } }')
+        seen = await ws.next(mine)
+    assert (seen["op"], seen["id"], seen["via"]) == ("UPDATED", "a0", {"id": "red"})
+    assert seen["document"]["labels"] == [{"name": "crimson"}]
