@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from statesync.change import Change
-from statesync.feed.subscriber import Sees, Subscriber
+from statesync.feed.subscriber import Sees, Subscriber, sees_followed
 from statesync.filters import FieldKind, Filter
 from statesync.relations import Relations
 from statesync.store import reads
@@ -171,7 +171,7 @@ class Hub:
             await self._through_references(change, followers)
 
     async def _through_references(self, change: Change, followers: set[Subscriber]) -> None:
-        seeing = [s for s in followers if s.sees_followed(change)]
+        seeing = [s for s in followers if sees_followed(s.follows, change)]
         paths = [p for p in self._relations.referring_to(change.model)
                  if any(s.model == p.model for s in seeing)]
         if not paths:

@@ -114,24 +114,20 @@ class Subscriber:
         if self._sink is not None and self._sunk(Delivery(op, change)):
             return True
         if len(self._queue) >= self._maxsize:
-            self.overflowed = True
-            self._queue.clear()
-            self._roomy.set()  # nothing to wait for any more
-        else:
-            self._queue.append(Delivery(op, change))
-            if len(self._queue) > self.room:
-                self._roomy.clear()
+            self.resync()
+            return False
+        self._queue.append(Delivery(op, change))
+        if len(self._queue) > self.room:
+            self._roomy.clear()
         self._ready.set()
         return False
 
-    def sees_followed(self, change: Change) -> bool:
-        return sees_followed(self.follows, change)
-
     def resync(self) -> None:
-        """Make the reader start over, as if it had overflowed."""
+        """Make the reader start over (RESYNC): it fell too far behind, or the hub could not
+        follow what it shows."""
         self.overflowed = True
         self._queue.clear()
-        self._roomy.set()
+        self._roomy.set()  # nothing to wait for any more
         self._ready.set()
 
     def _sunk(self, delivery: Delivery) -> bool:
