@@ -237,8 +237,6 @@ async def _through_references(ctx: Context, target: Target, change: Change
     if len(found) > MAX_REFERRING:
         raise PrunedSince  # as live: too many to re-render one by one, so start over
     for model, document, fields in found:
-        if target.doc_id is not None and document["id"] != target.doc_id:
-            continue
         seen = change.through(model, document, fields)
         op = target.wants(seen)
         if op is not None:

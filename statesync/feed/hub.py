@@ -179,7 +179,7 @@ class Hub:
         # A collection must hear of every referring document it may show, a document
         # subscription only of its own: read no more than they can use.
         collections = [s for s in seeing if s.doc_id is None]
-        wanted = {s.doc_id for s in seeing if s.doc_id is not None}
+        documents_followed = {s.doc_id for s in seeing if s.doc_id is not None}
         found: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []
         async with self._engine.connect() as connection:
             if collections:
@@ -190,16 +190,17 @@ class Hub:
                     shown_by.setdefault(subscriber.model, []).append(
                         (subscriber.where, subscriber.kinds))
                 found = await reads.referring(connection, paths, change.doc_id,
-                                              MAX_REFERRING + 1, wanted=shown_by)
+                                              MAX_REFERRING + 1, shown_by=shown_by)
                 if len(found) > MAX_REFERRING:
                     log.warning("%s %s is referred to by more than %d documents: the collections "
                                 "following it resync", change.model, change.doc_id, MAX_REFERRING)
                     for subscriber in collections:
                         subscriber.resync()
                     collections, found = [], []
-            if wanted and not collections:
-                found = await reads.referring(connection, paths, change.doc_id, len(wanted),
-                                              among=sorted(wanted))
+            if documents_followed and not collections:
+                found = await reads.referring(connection, paths, change.doc_id,
+                                              len(documents_followed),
+                                              among=sorted(documents_followed))
         for model, document, fields in found:
             seen = change.through(model, document, fields)
             for subscriber in seeing:

@@ -47,27 +47,31 @@ async def document(connection: AsyncConnection, model: str, doc_id: str,
     return None if row is None else q.document_of(row)
 
 
+def _id_in(ids: Sequence[str]) -> sa.ColumnElement[bool]:
+    # One array parameter, not one per id: a batch may name more ids than the 32,767
+    # parameters a statement may carry.
+    return documents.c.id == sa.any_(sa.literal(sorted(ids), ARRAY(sa.Text)))
+
+
 async def documents_by_id(connection: AsyncConnection, model: str, ids: Sequence[str],
                           access: ModelAccess | None, kinds: Mapping[str, FieldKind]
                           ) -> dict[str, Document]:
     """The live documents of ``model`` with these ids that the reader may see, by id: what
     references resolve to, one query for a whole batch of them."""
     wanted = sorted(set(ids))
-    # One array parameter, not one per id: a batch may name more ids than the 32,767
-    # parameters a statement may carry.
-    named = documents.c.id == sa.any_(sa.literal(wanted, ARRAY(sa.Text)))
-    statement = q.list_documents(model, named & _visible(access, kinds), [documents.c.id],
-                                 len(wanted))
+    statement = q.list_documents(model, _id_in(wanted) & _visible(access, kinds),
+                                 [documents.c.id], len(wanted))
     return {row.id: q.document_of(row) for row in (await connection.execute(statement)).all()}
 
 
 async def referring(connection: AsyncConnection, paths: Sequence[RefPath], target_id: str,
                     limit: int, among: Sequence[str] | None = None,
-                    wanted: Mapping[str, Sequence[tuple[Filter | None, Mapping[str, FieldKind]]]]
+                    shown_by: Mapping[str, Sequence[tuple[Filter | None,
+                                                          Mapping[str, FieldKind]]]]
                     | None = None) -> list[tuple[str, Document, tuple[str, ...]]]:
     """Up to ``limit`` live documents that refer to ``target_id`` through ``paths`` (all of one
     target model): ``(model, document, the fields that refer to it)``, by model and id;
-    ``among``: only these ids; ``wanted``: by model, the filters of those who will be shown
+    ``among``: only these ids; ``shown_by``: by model, the filters of those who will be shown
     them (a document none of them matches is not read). The document itself, should it refer
     to itself, is not one: its own change says it all."""
     by_model: dict[str, list[RefPath]] = {}
@@ -78,11 +82,10 @@ async def referring(connection: AsyncConnection, paths: Sequence[RefPath], targe
         contains = sa.or_(*(documents.c.data.op("@>", is_comparison=True)(sa.cast(sa.literal(
             json_dumps(relations.containment(p, target_id))), JSONB)) for p in model_paths))
         if among is not None:
-            contains = contains & (documents.c.id == sa.any_(sa.literal(sorted(among),
-                                                                        ARRAY(sa.Text))))
+            contains = contains & _id_in(among)
         if model == model_paths[0].target:
             contains = contains & (documents.c.id != target_id)
-        filters_of = None if wanted is None else wanted.get(model, ())
+        filters_of = None if shown_by is None else shown_by.get(model, ())
         if filters_of is not None and all(where is not None for where, _ in filters_of):
             contains = contains & sa.or_(sa.false(), *(filter_clause(where, documents, kinds)
                                                        for where, kinds in filters_of))
