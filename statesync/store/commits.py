@@ -68,9 +68,10 @@ class CommitResult:
                    resolution=Resolution.from_json(stored.get("resolution")))
 
 
-# How many documents one delete may clear or delete through references, per reference:
-# a commit is one transaction, and one that touches this many is a batch job's, not a click's.
+# How many documents one delete may clear or delete through references, in all levels of
+# its cascades: a commit is one transaction, and one that touches more is a batch job's.
 MAX_REFERRING = 1000
+UNBOUNDED = 2**31 - 1  # an expiry's rules: it cannot be refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,9 +244,8 @@ def _on_delete(models: Mapping[str, Model], root_model: str, root_id: str, op: s
         for path in models[model_name].referred_by:
             if path.on_delete == "restrict" and expiring:
                 continue
-            room = None if expiring else MAX_REFERRING - touched
-            limit = 1 if path.on_delete == "restrict" else (room + 1 if room is not None
-                                                             else 2**31 - 1)
+            room = UNBOUNDED if expiring else MAX_REFERRING - touched
+            limit = 1 if path.on_delete == "restrict" else min(room + 1, UNBOUNDED)
             rows = (yield q.referring(path.model, relations.containment(path, doc_id), now,
                                       limit)).all()
             if not rows:
@@ -256,7 +256,7 @@ def _on_delete(models: Mapping[str, Model], root_model: str, root_id: str, op: s
                 raise Referenced(f"{root_model} {root_id} cannot be deleted: {path.label} still "
                                  f"refers to it{through}; delete or change those first",
                                  referredBy=path.label)
-            if room is not None and len(rows) > room:
+            if len(rows) > room:
                 raise Referenced(f"deleting {root_model} {root_id} would change more than "
                                  f"{MAX_REFERRING} documents through its references",
                                  referredBy=path.label, limit=MAX_REFERRING)
