@@ -7,24 +7,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import asyncpg
-
 from tests.conftest import RunningServer
-from tests.relations.test_references import create, documents_of
+from tests.relations.test_references import create, database, documents_of
 from tests.support import GraphQLClient, Subscriptions
 
 
 async def tasks_in_a_chain(api: RunningServer, depth: int) -> None:
     """t0 <- t1 <- ... <- t{depth}, written straight to the table."""
-    connection = await asyncpg.connect(api.settings.database_url)
-    try:
+    async with database(api) as connection:
         await connection.execute(
             "INSERT INTO statesync_documents (model, id, version, data, created_at, updated_at) "
             "SELECT 'Task', 't' || n, 1, jsonb_build_object('title', 'task', 'parent', "
             "CASE WHEN n = 0 THEN NULL ELSE 't' || (n - 1) END), now(), now() "
             "FROM generate_series(0, $1::int) AS n", depth)
-    finally:
-        await connection.close()
 
 
 async def live_tasks(api: RunningServer) -> int:
@@ -41,12 +36,9 @@ async def test_a_cascade_of_any_depth_runs_within_one_budget(api: RunningServer)
     # Under the budget, all the way down, each with its change.
     await client.data('mutation { deleteTask(id: "t600") { id } }')
     assert await live_tasks(api) == 600
-    connection = await asyncpg.connect(api.settings.database_url)
-    try:
+    async with database(api) as connection:
         deleted = await connection.fetchval("SELECT count(*) FROM statesync_changes WHERE "
                                             "model = 'Task' AND op = 'DELETED'")
-    finally:
-        await connection.close()
     assert deleted == 601
 
 
@@ -84,8 +76,7 @@ async def test_deletes_of_documents_that_refer_to_each_other_do_not_fail(api: Ru
 async def test_a_mistyped_stored_reference_names_nothing(api: RunningServer) -> None:
     client = GraphQLClient(api.base_url)
     await create(client, "Supplier", "acme", {"name": "Acme"})
-    connection = await asyncpg.connect(api.settings.database_url)
-    try:
+    async with database(api) as connection:
         for n, supplier in enumerate(["123", '["acme"]', '{"id": "acme"}', '"acme"']):
             await connection.execute(
                 "INSERT INTO statesync_documents (model, id, version, data, created_at, "
@@ -95,8 +86,6 @@ async def test_a_mistyped_stored_reference_names_nothing(api: RunningServer) -> 
             "INSERT INTO statesync_documents (model, id, version, data, created_at, updated_at) "
             "VALUES ('Assembly', 'odd', 1, '{\"title\": \"odd\", \"lines\": [], "
             "\"labels\": \"acme\"}', now(), now())")
-    finally:
-        await connection.close()
     data = await client.data("query { parts { nodes { id supplier { name } } } }")
     assert [n["supplier"] for n in data["parts"]["nodes"]] == [None, None, None,
                                                                {"name": "Acme"}]
@@ -129,15 +118,12 @@ async def test_a_widely_referenced_document_reaches_a_filtered_follower(api: Run
     thousand it does not show."""
     client = GraphQLClient(api.base_url)
     await create(client, "Label", "red", {"name": "red"})
-    connection = await asyncpg.connect(api.settings.database_url)
-    try:
+    async with database(api) as connection:
         await connection.execute(
             "INSERT INTO statesync_documents (model, id, version, data, created_at, updated_at) "
             "SELECT 'Assembly', 'a' || n, 1, jsonb_build_object('title', CASE WHEN n = 0 "
             "THEN 'mine' ELSE 'other' END, 'lines', '[]'::jsonb, 'labels', '[\"red\"]'::jsonb),"
             " now(), now() FROM generate_series(0, 1000) AS n")
-    finally:
-        await connection.close()
     async with Subscriptions.connect(api.ws_url) as ws:
         mine = await ws.subscribe('subscription { assemblies(where: {title: {eq: "mine"}}) { op '
                                   'id via { id } document { labels { name } } documents { id } } }')

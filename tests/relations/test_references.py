@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -38,13 +38,20 @@ async def workshop(client: GraphQLClient) -> None:
         {"part": "bolt", "qty": 4}, {"part": "nut", "qty": 4}]})
 
 
-async def documents_of(api: RunningServer, model: str) -> dict[str, dict[str, Any]]:
+@contextlib.asynccontextmanager
+async def database(api: RunningServer) -> AsyncIterator[asyncpg.Connection]:
+    """The test's own database, as the server under test uses it."""
     connection = await asyncpg.connect(api.settings.database_url)
     try:
-        rows = await connection.fetch("SELECT id, data, deleted FROM statesync_documents "
-                                      "WHERE model = $1", model)
+        yield connection
     finally:
         await connection.close()
+
+
+async def documents_of(api: RunningServer, model: str) -> dict[str, dict[str, Any]]:
+    async with database(api) as connection:
+        rows = await connection.fetch("SELECT id, data, deleted FROM statesync_documents "
+                                      "WHERE model = $1", model)
     return {r["id"]: {**orjson.loads(r["data"]), "deleted": r["deleted"]} for r in rows}
 
 
@@ -308,8 +315,7 @@ async def test_a_query_filters_through_a_reference_one_level_deep(api: RunningSe
 
 async def test_a_batch_of_more_ids_than_a_statement_takes_parameters(api: RunningServer) -> None:
     # Written straight to the table: more labels than any one commit could name.
-    connection = await asyncpg.connect(api.settings.database_url)
-    try:
+    async with database(api) as connection:
         await connection.execute(
             "INSERT INTO statesync_documents (model, id, version, data, created_at, updated_at) "
             "SELECT 'Label', 'l' || n, 1, jsonb_build_object('name', 'label ' || n), now(), now() "
@@ -318,8 +324,6 @@ async def test_a_batch_of_more_ids_than_a_statement_takes_parameters(api: Runnin
             "INSERT INTO statesync_documents (model, id, version, data, created_at, updated_at) "
             "SELECT 'Assembly', 'many', 1, jsonb_build_object('title', 'many', 'lines', '[]'::jsonb,"
             " 'labels', jsonb_agg('l' || n)), now(), now() FROM generate_series(1, 33000) AS n")
-    finally:
-        await connection.close()
     client = GraphQLClient(api.base_url)
     data = await client.data('query { assembly(id: "many") { labels { name } } }')
     labels = data["assembly"]["labels"]
