@@ -26,7 +26,6 @@ from weakref import WeakKeyDictionary
 import orjson
 from graphql import (
     ExecutionResult,
-    FragmentDefinitionNode,
     GraphQLSchema,
     OperationDefinitionNode,
     TypeInfo,
@@ -224,10 +223,8 @@ def _reaches_references(schema: GraphQLSchema, query: str, name: str | None,
     if cached is not None:
         return cached
     found = False
-    for node in (operation, *fragments):
+    for node in (operation, *fragments):  # a fragment's definition names its own type
         type_info = TypeInfo(schema)
-        if isinstance(node, FragmentDefinitionNode):
-            type_info = TypeInfo(schema, initial_type=schema.get_type(node.type_condition.name.value))
         visitor = _References(type_info)
         visit(node, TypeInfoVisitor(type_info, visitor))
         found = found or visitor.found
