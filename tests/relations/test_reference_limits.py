@@ -133,3 +133,16 @@ async def test_a_widely_referenced_document_reaches_a_filtered_follower(api: Run
         seen = await ws.next(mine)
     assert (seen["op"], seen["id"], seen["via"]) == ("UPDATED", "a0", {"id": "red"})
     assert seen["document"]["labels"] == [{"name": "crimson"}]
+
+
+async def test_a_reference_id_is_an_id(api: RunningServer) -> None:
+    """Empty, over-long and NUL-bearing ids are refused before any lookup, and the answer
+    does not echo a huge id back in full."""
+    client = GraphQLClient(api.base_url)
+    huge = "x" * 200_000
+    for bad in ("", "x" * 600, "a\x00b", huge):
+        body = await client.raw('mutation($s: String) { createPart(input: {name: "P", '
+                                'priceCents: 1, supplier: $s}) { id } }', {"s": bad})
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", (bad[:20], body)
+        assert len(str(body)) < 4_000
+    assert await documents_of(api, "Part") == {}
