@@ -200,6 +200,7 @@ class Watch {
     this.ready = false;
     this.resumed = false;
     this.closed = false;
+    this.shown = undefined; // the value onValue last had: the same object until it changes
   }
 
   // The cache first (it holds the cursor to resume from), then the subscription.
@@ -274,15 +275,22 @@ class Watch {
     if (this.confirmed.remove(id, version)) this.emit();
   }
 
+  // What the user sees now; the very object last shown while nothing in it changed, so a
+  // view can compare by identity (React's useSyncExternalStore requires it).
   get value() {
     const view = overlay(this.confirmed.docs, this.client.pending, this);
-    if (this.id !== undefined) return view.get(this.id) ?? null;
-    return [...view.values()].sort(this.sort);
+    const fresh = this.id !== undefined ? view.get(this.id) ?? null : [...view.values()].sort(this.sort);
+    return this.shown !== undefined && sameValue(fresh, this.shown) ? this.shown : fresh;
   }
 
+  // Once per distinct value: a replayed frame, a commit answered with what was already
+  // shown, or a cursor that moved over other documents calls nobody.
   emit() {
     if (!this.ready) return;
-    guarded(() => this.onValue(this.value, { resumed: this.resumed, cursor: this.payload.variables.since }));
+    const value = this.value;
+    if (value === this.shown) return;
+    this.shown = value;
+    guarded(() => this.onValue(value, { resumed: this.resumed, cursor: this.payload.variables.since }));
   }
 
   close() {
@@ -373,6 +381,10 @@ function canonical(value) {
   return value;
 }
 const sameJson = (a, b) => JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+const sameDoc = (a, b) => a === b || (a !== null && b !== null && sameJson(a, b));
+const sameValue = (a, b) => (Array.isArray(a) && Array.isArray(b)
+  ? a.length === b.length && a.every((doc, i) => sameDoc(doc, b[i]))
+  : !Array.isArray(a) && !Array.isArray(b) && sameDoc(a, b));
 
 export class Statesync {
   constructor({
@@ -819,7 +831,6 @@ export class Statesync {
       parents.add(c.mutationId);
       this.settled.add(c.mutationId);
       return false;
-      return true;
     });
     return dropped;
   }

@@ -57,6 +57,26 @@ test("a change seen through a reference updates the same version; a plain repeat
   assert.match(server.subscribes()[0].payload.query, /via \{ model id \}/);
 });
 
+test("the callback fires once per distinct value, and the value keeps its identity while unchanged", async () => {
+  const server = new FakeServer();
+  server.onSubscribe = (ws, m) => {
+    ws.next(m.id, { orders: { op: "SNAPSHOT", cursor: "5", documents: [doc("a", 2, "x")] } });
+    ws.next(m.id, { orders: { op: "UPDATED", cursor: "6", id: "a", version: 2, document: doc("a", 2, "x") } });
+    ws.next(m.id, { orders: { op: "UPDATED", cursor: "7", id: "a", version: 1, document: doc("a", 1, "old") } });
+    ws.next(m.id, { orders: { op: "UPDATED", cursor: "8", id: "a", version: 3, via: { model: "Part", id: "p" },
+                              document: doc("a", 3, "x") } });
+    ws.next(m.id, { orders: { op: "UPDATED", cursor: "9", id: "a", version: 4, document: doc("a", 4, "y") } });
+  };
+  const sync = connect(server);
+  const calls = [];
+  const watch = sync.watch({ model: "Order", fields: "note" }, (value, { cursor }) => calls.push([value, cursor]));
+  await until(() => calls.at(-1)?.[1] === "9", "the last change");
+  // The snapshot, then v3 (a new version, same note), then v4: the repeat and the stale v1 call nobody.
+  assert.deepEqual(calls.map(([value]) => ids(value)), [["a@2"], ["a@3"], ["a@4"]]);
+  assert.equal(watch.value, calls.at(-1)[0]);
+  assert.equal(watch.value, watch.value);
+});
+
 test("a snapshot cut off by a reconnect does not mix with the next one", async () => {
   const server = new FakeServer();
   server.onSubscribe = (ws, m) => {
