@@ -7,7 +7,9 @@ nothing reaches a resolver before the whole operation passed
 200, as the draft requires for it; a client that asks for
 ``application/graphql-response+json`` gets 400 for a request that could not run. A client
 that asks for ``text/event-stream`` gets every operation, subscriptions included, as
-server-sent events (:mod:`statesync.api.sse`).
+server-sent events (:mod:`statesync.api.sse`); one that asks for Apollo's
+``multipart/mixed;subscriptionSpec=1.0`` gets its subscriptions as multipart parts
+(:mod:`statesync.api.multipart`) and everything else as JSON.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from statesync.api import sse, wire
-from statesync.api.errors import coded
+from statesync.api import http_streams, multipart, sse, wire
 from statesync.api.execution import check_variables, error_result, execute, subscribe
 from statesync.api.gateway import Gateway
 from statesync.api.operations import Rejected
@@ -68,11 +69,17 @@ class GraphQLHTTP:
             return _answer(error_result(exc), media, 403)
         runtime = gateway.runtime()
         limits = gateway.operations.limits
-        streamed = sse.wants_event_stream(request.headers.get("accept", ""))
+        accept = request.headers.get("accept", "")
+        event_stream = sse.EventStream() if sse.wants_event_stream(accept) else None
+        framing: http_streams.Framing | None = event_stream
+        if framing is None and multipart.wants_multipart_subscription(accept):
+            framing = multipart.MultipartSubscription()
 
         def refuse(result: ExecutionResult, status: int) -> Response:
             # Over SSE, the protocol answers what could not run on the stream itself.
-            return sse.answer(result) if streamed else _answer(result, media, status)
+            if event_stream is not None:
+                return http_streams.answer(result, event_stream)
+            return _answer(result, media, status)
 
         try:
             query, digest = gateway.persisted.query(params.get("query"), params.get("extensions"))
@@ -87,9 +94,10 @@ class GraphQLHTTP:
                           400 if media == GRAPHQL_RESPONSE or rejected.protocol_error else 200)
         except StatesyncError as exc:
             return refuse(error_result(exc), 400 if media == GRAPHQL_RESPONSE else 200)
-        if prepared.kind is OperationType.SUBSCRIPTION and not streamed:
-            refused = BadRequest("subscriptions run over a websocket (graphql-transport-ws) or "
-                                 "as server-sent events (Accept: text/event-stream)")
+        if prepared.kind is OperationType.SUBSCRIPTION and framing is None:
+            refused = BadRequest("subscriptions run over a websocket (graphql-transport-ws), "
+                                 "as server-sent events (Accept: text/event-stream) or as "
+                                 "multipart parts (Accept: multipart/mixed;subscriptionSpec=1.0)")
             return _answer(error_result(refused), media, 400)
         if prepared.kind is OperationType.MUTATION and request.method == "GET":
             refused = BadRequest("mutations are not allowed over GET; use POST")
@@ -99,17 +107,17 @@ class GraphQLHTTP:
         if forbidden:
             return refuse(ExecutionResult(None, forbidden),
                           403 if media == GRAPHQL_RESPONSE else 200)
-        if prepared.kind is OperationType.SUBSCRIPTION:
-            return sse.subscription(
+        if prepared.kind is OperationType.SUBSCRIPTION and framing is not None:
+            return http_streams.subscription(
                 lambda: subscribe(gateway.schema, prepared, variables, context,
                                   hide_suggestions=gateway.hide_suggestions),
                 lambda: context.quotas.subscription(identity), identity.expires_at,
-                runtime.settings.jwt_leeway)
+                runtime.settings.jwt_leeway, framing)
         with runtime.pacer.request():
             result = await execute(gateway.schema, prepared, variables, context,
                                    hide_suggestions=gateway.hide_suggestions)
-        if streamed:
-            return sse.answer(result)
+        if event_stream is not None:
+            return http_streams.answer(result, event_stream)
         status = 200
         if media == GRAPHQL_RESPONSE and result.data is None and result.errors:
             status = 400  # variables that do not coerce: the request never ran
@@ -154,12 +162,8 @@ def _wants_html(accept: str) -> bool:
 
 def _answer(result: ExecutionResult, media: str, status: int,
             headers: dict[str, str] | None = None) -> Response:
-    body: dict[str, Any] = {}
-    if result.errors:
-        body["errors"] = [coded(e).formatted for e in result.errors]
-    if result.data is not None or not result.errors:
-        body["data"] = result.data
-    return Response(orjson.dumps(body), status, headers, media_type=media)
+    return Response(orjson.dumps(http_streams.response_body(result)), status, headers,
+                    media_type=media)
 
 
 class RequestGuard:

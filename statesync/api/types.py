@@ -75,6 +75,12 @@ class ConflictResolution:
         description="The fields the update changed that kept the server's value.")
 
 
+def _model_field(name: str) -> Any:
+    return strawberry.field(default=name, description=(
+        f"Always {name}: the typename of the document. With `id`, what a normalized client "
+        "cache (Apollo, urql) needs to evict a document that was DELETED or EXPIRED."))
+
+
 @strawberry.enum
 class SortDirection(enum.Enum):
     ASC = "ASC"
@@ -404,7 +410,9 @@ class TypeFactory:
                 "document": Optional[output],  # noqa: UP045
                 "changed_fields": list[str], "event_ids": list[strawberry.ID],
                 "replayed": bool, "resolution": Optional[ConflictResolution],  # noqa: UP045
+                "model": str,
             },
+            "model": _model_field(spec.name),
             "resolution": strawberry.field(
                 default=None, description="Set when the update was based on an older version "
                                           "and the model's conflict strategy merged it."),
@@ -420,7 +428,9 @@ class TypeFactory:
                 "has_more": Optional[bool], "mutation_id": Optional[strawberry.ID],  # noqa: UP045
                 "resolution": Optional[ConflictResolution],  # noqa: UP045
                 "via": Optional[ReferenceChange],  # noqa: UP045
+                "model": str,
             },
+            "model": _model_field(spec.name),
             "via": strawberry.field(
                 default=None, description="Set when this UPDATED is sent because a document "
                                           "the selection shows through a reference changed: "

@@ -73,6 +73,26 @@ async def test_react_hooks_render_a_document_and_a_collection_through_changes(
     assert answer["errors"] == []  # React warns when a snapshot is not stable; none here
 
 
+async def test_apollo_client_persists_queries_subscribes_over_multipart_and_keeps_its_cache(
+        server: RunningServer, node_modules: Path) -> None:
+    seen = orjson.loads(await node("apollo_client.mjs", f"{server.base_url}/graphql", "apollo-1"))
+    sent = [(r["operation"], "text" if r["text"] else "hash") for r in seen["requests"]]
+    # Each operation's hash alone first, then its text once the server says it does not know
+    # it; the query asked again goes as its hash alone, which the server kept.
+    assert sent == [("Product", "hash"), ("Product", "text"), ("Live", "hash"), ("Live", "text"),
+                    ("Rename", "hash"), ("Rename", "text"), ("Product", "hash"),
+                    ("Product", "hash")]  # the last: refetched once the delete evicted it
+    assert "subscriptionSpec=1.0" in seen["requests"][3]["accept"]
+    assert seen["frames"] == ["SNAPSHOT", "UPDATED", "UPDATED", "DELETED"]
+    # The watched query never refetched until the eviction: the subscription's documents
+    # and the mutation's answer updated the normalized cache it reads.
+    product = {"__typename": "Product", "id": "apollo-1"}
+    assert seen["watched"] == [{**product, "name": "Bolt", "priceCents": 5},
+                               {**product, "name": "Bolt", "priceCents": 9},
+                               {**product, "name": "Nut", "priceCents": 9}, None]
+    assert seen["cached"] == []
+
+
 async def test_the_typescript_declarations_compile_under_strict_and_catch_mistakes(
         node_modules: Path) -> None:
     """typed_usage.tsx uses the whole API and holds `@ts-expect-error` lines: tsc fails both
