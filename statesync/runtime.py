@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from statesync.feed.channels import Channels
 from statesync.feed.delivery_changes import DeliveryChanges
 from statesync.feed.hub import Hub
 from statesync.feed.sequencer import Sequencer
+from statesync.logs import REQUEST_ID
 from statesync.pacing import Pacer
 from statesync.store.commits import (
     CommitResult,
@@ -38,6 +40,9 @@ from statesync.store.commits import (
 )
 
 COMMIT_ATTEMPTS = 3
+
+# One line per commit at DEBUG, with its model, document, mutation and event ids.
+commit_log = logging.getLogger("statesync.commits")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +121,7 @@ class Runtime:
                             self.models, write, mutation_id=mutation_id,
                             max_document_bytes=self.settings.max_document_bytes,
                             max_id_length=self.settings.max_id_length, guard=guard,
-                            owner=owner, readers=readers,
+                            owner=owner, readers=readers, request_id=REQUEST_ID.get(),
                         ))
                     break
                 except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
@@ -127,6 +132,11 @@ class Runtime:
                         raise ServiceUnavailable("the commit kept deadlocking with concurrent "
                                                  "commits; retry", retryable=True) from None
         metrics.COMMITS.labels(write.model, "REPLAYED" if result.replayed else result.op).inc()
+        commit_log.debug("%s %s %s v%d%s", result.op, write.model, result.id, result.version,
+                         " (replayed)" if result.replayed else "", extra={
+                             "model": write.model, "document_id": result.id,
+                             "mutation_id": mutation_id,
+                             "event_id": result.event_ids[0] if result.event_ids else None})
         if not result.replayed:
             await self.wake_sequencer()
         return result
@@ -137,7 +147,8 @@ class Runtime:
         async with self.begin() as connection:
             emitted = await run_async(connection, emit_steps(
                 event_type, key, payload, mutation_id=mutation_id, models=self.models,
-                max_id_length=self.settings.max_id_length, owner=owner))
+                max_id_length=self.settings.max_id_length, owner=owner,
+                request_id=REQUEST_ID.get()))
             if not emitted.replayed:
                 await connection.execute(notify_relay())
         return emitted

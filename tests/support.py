@@ -26,9 +26,9 @@ WAIT = 10.0  # seconds any single expected event may take before the test fails
 
 
 class GraphQLClient:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=WAIT)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=WAIT, headers=headers)
 
     async def raw(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         response = await self.http.post("/graphql", json={"query": query, "variables": variables or {}})

@@ -52,6 +52,9 @@ class Event:
         description="The event whose handler emitted or committed this one.")
     relayed: bool = strawberry.field(description="Handed to the matching handlers.")
     deliveries: list[Delivery]
+    request_id: str | None = strawberry.field(default=None, description=(
+        "The X-Request-Id of the request that set this off, inherited by what its handlers "
+        "write (the admin only): the id to find its log lines by."))
 
     @strawberry.field(description="True once every matching handler succeeded or gave up.")
     def settled(self) -> bool:
@@ -83,7 +86,8 @@ async def _events(ctx: Context, rows: list[Any]) -> list[Event]:
                   key=None if r.key is None else strawberry.ID(r.key), version=r.version,
                   payload=_payload(ctx, r), created_at=r.created_at,
                   caused_by=None if r.caused_by is None else strawberry.ID(str(r.caused_by)),
-                  relayed=r.relayed_at is not None, deliveries=by_event[str(r.id)])
+                  relayed=r.relayed_at is not None, deliveries=by_event[str(r.id)],
+                  request_id=r.request_id if ctx.access is None else None)
             for r in rows]
 
 

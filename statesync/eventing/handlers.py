@@ -48,6 +48,8 @@ class Event:
     attempt: int  # 1 on the first attempt
     # A change that merged an update based on an older version: what was applied, what kept.
     resolution: Resolution | None = None
+    # The request that set this off (X-Request-Id), through every handler's writes since.
+    request_id: str | None = None
 
     @property
     def key(self) -> str | None:

@@ -30,6 +30,7 @@ from statesync.change import ChangeEventPayload
 from statesync.eventing import statements as ev
 from statesync.eventing.handlers import Event, Handler, Handlers
 from statesync.eventing.lifecycle import Status, after_failure
+from statesync.logs import REQUEST_ID
 from statesync.store import statements as q
 from statesync.store.commits import Model, commit_steps, emit_steps, run_sync
 
@@ -75,8 +76,13 @@ def event_from_row(row: Any, attempt: int) -> Event:
         previous=change.previous if change else None,
         changed_fields=change.changed_fields if change else (),
         payload=payload, created_at=row.created_at, attempt=attempt,
-        resolution=change.resolution if change else None,
+        resolution=change.resolution if change else None, request_id=row.request_id,
     )
+
+
+def _about(event: Event) -> dict[str, Any]:
+    """A log line's fields for one event (statesync.logs)."""
+    return {"event_id": event.id, "model": event.model, "document_id": event.document_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +117,15 @@ class DeliveryWorker:
             return "skipped"
         self.delivery_changed(event_id)
         event, run = claimed
+        # What the handler logs, and what it writes, carry the request that caused the event.
+        token = REQUEST_ID.set(event.request_id)
         try:
-            return self._attempt(handler, event, run, event_id, handler_name)
+            status = self._attempt(handler, event, run, event_id, handler_name)
+            log.debug("handler %s on event %s (attempt %d): %s", handler_name, event_id,
+                      run.attempt, status, extra=_about(event))
+            return status
         finally:
+            REQUEST_ID.reset(token)
             self.delivery_changed(event_id)
 
     def _attempt(self, handler: Handler, event: Event, run: _Run, event_id: str,
@@ -123,11 +135,11 @@ class DeliveryWorker:
             with self._heartbeat(event_id, handler_name, run.attempt):
                 handler.fn(event, tx)
         except Exception as exc:  # a handler's failure is data: recorded, retried, dead-lettered
-            return self._fail(event_id, handler_name, run, exc)
+            return self._fail(event, handler_name, run, exc)
         try:
-            return self._succeed(event_id, handler_name, run, tx)
+            return self._succeed(event, handler_name, run, tx)
         except Exception as exc:  # its writes were rejected (conflict, bad input): also a failure
-            return self._fail(event_id, handler_name, run, exc)
+            return self._fail(event, handler_name, run, exc)
 
     @contextlib.contextmanager
     def _heartbeat(self, event_id: str, handler_name: str, attempt: int) -> Iterator[None]:
@@ -184,17 +196,19 @@ class DeliveryWorker:
         if finishing and run.ordering_key is not None:
             connection.execute(ev.promote_heads([run.ordering_key], now))
 
-    def _succeed(self, event_id: str, handler_name: str, run: _Run, tx: StagedTx) -> str:
+    def _succeed(self, event: Event, handler_name: str, run: _Run, tx: StagedTx) -> str:
+        event_id = event.id
         with self.engine.begin() as connection:
             self._lock_key(connection, run, finishing=True)
             if not self._owned(connection, event_id, handler_name, run.attempt):
                 return "superseded"  # the lease expired and another attempt took over
             for write in tx.writes:
                 run_sync(connection, commit_steps(
-                    self.models, write, caused_by=event_id,
+                    self.models, write, caused_by=event_id, request_id=event.request_id,
                     max_document_bytes=self.max_document_bytes, max_id_length=self.max_id_length))
             for type_name, key, payload in tx.events:
                 run_sync(connection, emit_steps(type_name, key, payload, caused_by=event_id,
+                                                request_id=event.request_id,
                                                 max_id_length=self.max_id_length,
                                                 models=self.models))
             now = datetime.now(UTC)
@@ -209,12 +223,13 @@ class DeliveryWorker:
             self.after_commit()
         return "succeeded"
 
-    def _fail(self, event_id: str, handler_name: str, run: _Run, exc: Exception) -> str:
+    def _fail(self, event: Event, handler_name: str, run: _Run, exc: Exception) -> str:
+        event_id = event.id
         handler = self.handlers[handler_name]
         attempt = run.attempt
         error = "".join(traceback.format_exception_only(exc)).strip()[-MAX_ERROR_CHARS:]
         log.warning("handler %s failed on event %s (attempt %d): %s", handler_name, event_id,
-                    attempt, error)
+                    attempt, error, extra=_about(event))
         now = datetime.now(UTC)
         status = after_failure(attempt, handler.max_attempts)
         dead = status is Status.DEAD

@@ -123,6 +123,7 @@ def commit_steps(
     *,
     mutation_id: str | None = None,
     caused_by: str | None = None,
+    request_id: str | None = None,
     max_document_bytes: int,
     max_id_length: int = values.MAX_ID_LENGTH,
     guard: ModelAccess | None = None,
@@ -135,7 +136,9 @@ def commit_steps(
     ``owner``: who writes, so that a ``mutation_id`` replays only to the one who made it.
     ``readers``: how the writer may read other models, so that a reference may name only a
     document it could see (None: every document). ``apply_delete_rules``: False when the
-    caller (the delete rules' own work list) applies a delete's rules itself."""
+    caller (the delete rules' own work list) applies a delete's rules itself.
+    ``caused_by``, ``request_id``: the event whose handler writes, and the request that set
+    it all off, kept with the change's event (the delete rules' changes inherit both)."""
     model = models.get(write.model)
     if model is None:
         raise BadInput(f"unknown model {write.model!r}", model=write.model)
@@ -181,11 +184,11 @@ def commit_steps(
             mutation_id=mutation_id, committed_at=now, caused_by=caused_by, event_id=event_id,
             event_type=event_type(write.model, planned.op),
             result=result.to_json() if mutation_id is not None else None,
-            resolution=resolution)).first()
+            resolution=resolution, request_id=request_id)).first()
         if written is not None:
             if planned.op in docs.GONE and model.referred_by and apply_delete_rules:
-                yield from _on_delete(models, write.model, doc_id, planned.op, now, caused_by,
-                                      max_document_bytes)
+                yield from _on_delete(models, write.model, doc_id, planned.op, now,
+                                      (caused_by, request_id), max_document_bytes)
             return result
         # A concurrent create of the same id committed first: decide again against it.
         current = _stored((yield q.lock_document(write.model, doc_id)).first())
@@ -227,7 +230,7 @@ def _clipped(text: str, limit: int = 64) -> str:
 
 
 def _on_delete(models: Mapping[str, Model], root_model: str, root_id: str, op: str,
-               now: datetime, caused_by: str | None, max_bytes: int
+               now: datetime, origin: tuple[str | None, str | None], max_bytes: int
                ) -> Generator[Statement, Any, None]:
     """What each reference to a deleted document declares: refuse (restrict), clear the
     reference (set_null) or delete the referring document (cascade), in this transaction,
@@ -237,6 +240,7 @@ def _on_delete(models: Mapping[str, Model], root_model: str, root_id: str, op: s
     cannot be refused, so restrict lets it pass (the reference then resolves to null) and
     its rules have no budget. Errors name only the document the caller deleted."""
     expiring = op != "DELETED"
+    caused_by, request_id = origin
     gone = deque([(root_model, root_id)])
     touched = 0
     while gone:
@@ -264,7 +268,7 @@ def _on_delete(models: Mapping[str, Model], root_model: str, root_id: str, op: s
             for row in rows:
                 if path.on_delete == "cascade":
                     yield from commit_steps(models, docs.Delete(path.model, row.id),
-                                            caused_by=caused_by, now=now,
+                                            caused_by=caused_by, request_id=request_id, now=now,
                                             max_document_bytes=max_bytes,
                                             apply_delete_rules=False)
                     if models[path.model].referred_by:
@@ -273,7 +277,8 @@ def _on_delete(models: Mapping[str, Model], root_model: str, root_id: str, op: s
                     yield from commit_steps(
                         models, docs.Update(path.model, row.id,
                                             relations.without(row.data, path, doc_id)),
-                        caused_by=caused_by, now=now, max_document_bytes=max_bytes)
+                        caused_by=caused_by, request_id=request_id, now=now,
+                        max_document_bytes=max_bytes)
 
 
 CHANGE_ACTIONS = frozenset({"created", "updated", "deleted", "expired"})
@@ -292,6 +297,7 @@ class Emitted:
 
 def emit_steps(event_type_name: str, key: str | None, payload: Mapping[str, Any], *,
                mutation_id: str | None = None, caused_by: str | None = None,
+               request_id: str | None = None,
                max_id_length: int = values.MAX_ID_LENGTH, models: Mapping[str, Any] | None = None,
                owner: str | None = None,
                now: datetime | None = None) -> Generator[Statement, Any, Emitted]:
@@ -317,7 +323,8 @@ def emit_steps(event_type_name: str, key: str | None, payload: Mapping[str, Any]
             return Emitted(stored["event_id"], replayed=True)
     event_id = str(uuid.uuid4())
     yield q.insert_event({"id": event_id, "type": event_type_name, "key": key,
-                          "payload": dict(payload), "created_at": now, "caused_by": caused_by})
+                          "payload": dict(payload), "created_at": now, "caused_by": caused_by,
+                          "request_id": request_id})
     if mutation_id is not None:
         yield q.record_mutation_result(mutation_id, {"event_id": event_id})
     return Emitted(event_id)

@@ -62,10 +62,11 @@ _CHANGE_REST = (
     " CAST(:mutation_id AS text), CAST(:committed_at AS timestamptz), CAST(:caused_by AS uuid),"
     " CAST(:resolution AS jsonb) FROM doc RETURNING seq),"
     " evt AS (INSERT INTO statesync_outbox (id, type, model, doc_id, key, version, change_seq,"
-    " created_at, caused_by, payload)"
+    " created_at, caused_by, request_id, payload)"
     " SELECT CAST(:event_id AS uuid), CAST(:event_type AS text), CAST(:model AS text),"
     " CAST(:id AS text), CAST(:id AS text), CAST(:version AS integer), seq,"
-    " CAST(:committed_at AS timestamptz), CAST(:caused_by AS uuid), CAST(:payload AS jsonb) FROM chg),"
+    " CAST(:committed_at AS timestamptz), CAST(:caused_by AS uuid), CAST(:request_id AS text),"
+    " CAST(:payload AS jsonb) FROM chg),"
     " mut AS (UPDATE statesync_mutations SET result = CAST(:result AS jsonb)"
     " WHERE mutation_id = CAST(:mutation_id AS text) AND EXISTS (SELECT 1 FROM chg))"
     " SELECT seq FROM chg")
@@ -95,8 +96,9 @@ _REFERRING = Sql.of(
     " ORDER BY id LIMIT :limit FOR UPDATE")
 _INSERT_EVENT = Sql.of(
     "INSERT INTO statesync_outbox (id, type, model, doc_id, key, version, change_seq, "
-    "created_at, caused_by, payload) VALUES (CAST(:id AS uuid), :type, :model, :doc_id, :key, "
-    ":version, :change_seq, :created_at, CAST(:caused_by AS uuid), CAST(:payload AS jsonb))")
+    "created_at, caused_by, request_id, payload) VALUES (CAST(:id AS uuid), :type, :model, "
+    ":doc_id, :key, :version, :change_seq, :created_at, CAST(:caused_by AS uuid), "
+    "CAST(:request_id AS text), CAST(:payload AS jsonb))")
 
 
 def _json(value: Any) -> str | None:
@@ -130,7 +132,7 @@ def write_change(*, model: str, doc_id: str, creating: bool, row: dict[str, Any]
                  op: str, document: Any, previous: Any, changed_fields: list[str],
                  mutation_id: str | None, committed_at: datetime, caused_by: str | None,
                  event_id: str, event_type: str, result: Any,
-                 resolution: Resolution | None = None) -> Query:
+                 resolution: Resolution | None = None, request_id: str | None = None) -> Query:
     """The whole write of one change; returns its ``seq`` (no row: a lost insert race)."""
     resolved = None if resolution is None else resolution.to_json()
     statement = _WRITE_CREATED if creating else _WRITE_UPDATED
@@ -139,7 +141,7 @@ def write_change(*, model: str, doc_id: str, creating: bool, row: dict[str, Any]
         created_at=row["created_at"], updated_at=row["updated_at"], expires_at=row["expires_at"],
         deleted=deleted, op=op, document=_json(document), previous=_json(previous),
         changed_fields=changed_fields, mutation_id=mutation_id, committed_at=committed_at,
-        caused_by=caused_by, event_id=event_id, event_type=event_type,
+        caused_by=caused_by, request_id=request_id, event_id=event_id, event_type=event_type,
         payload=json_dumps(ChangeEventPayload(document, previous, tuple(changed_fields),
                                               mutation_id, resolution).to_json()),
         result=_json(result), resolution=_json(resolved))
@@ -162,7 +164,8 @@ def insert_event(values: dict[str, Any]) -> Query:
         id=values["id"], type=values["type"], model=values.get("model"),
         doc_id=values.get("doc_id"), key=values.get("key"), version=values.get("version"),
         change_seq=values.get("change_seq"), created_at=values["created_at"],
-        caused_by=values.get("caused_by"), payload=json_dumps(values["payload"]))
+        caused_by=values.get("caused_by"), request_id=values.get("request_id"),
+        payload=json_dumps(values["payload"]))
 
 
 def live(now: datetime | sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:

@@ -81,6 +81,7 @@ outbox = sa.Table(
     sa.Column("relayed_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("key", sa.Text, nullable=True),  # a custom event's key (document id for changes)
     sa.Column("caused_by", pg.UUID(as_uuid=False), nullable=True),
+    sa.Column("request_id", sa.Text, nullable=True),  # of the commit that wrote it, inherited
     sa.Index("statesync_outbox_pending", "created_at", postgresql_where=sa.text("relayed_at IS NULL")),
 )
 

@@ -1,0 +1,56 @@
+"""One change followed end to end by its request id: the client's ``X-Request-Id`` is kept
+with the commit's event, handed to the worker, carried by the handler's log lines (JSON,
+parsed here) and inherited by the event of what the handler wrote."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from tests.conftest import CeleryWorker, RunningServer
+from tests.support import GraphQLClient, eventually
+
+EVENTS = '{ events(first: 10) { id type key causedBy requestId } }'
+
+
+async def test_a_request_id_follows_the_commit_through_the_worker(
+        eventing_server: RunningServer,
+        start_worker: Callable[..., Awaitable[CeleryWorker]]) -> None:
+    settings = eventing_server.settings.model_copy(update={"log_format": "json",
+                                                           "log_level": "DEBUG"})
+    worker = await start_worker(settings)
+    client = GraphQLClient(eventing_server.base_url)
+    traced = GraphQLClient(eventing_server.base_url, headers={"x-request-id": "trace-42"})
+    await client.data('mutation { createProduct(id: "tea", input: {sku: "tea", name: "Tea", '
+                      "priceCents: 450}) { version } }")
+    await traced.data('mutation { createOrder(id: "o1", input: {customer: "ann", '
+                      'items: [{sku: "tea", qty: 1}]}) { version } }')
+
+    async def priced() -> list[dict[str, Any]] | None:
+        nodes = (await client.data(EVENTS))["events"]
+        return nodes if any(n["type"] == "Order.updated" for n in nodes) else None
+
+    events = {(n["type"], n["key"]): n for n in await eventually(priced, what="the order priced")}
+    created, updated = events["Order.created", "o1"], events["Order.updated", "o1"]
+    assert created["requestId"] == "trace-42"
+    # The handler's write is caused by the created event and inherits its request.
+    assert updated["requestId"] == "trace-42" and updated["causedBy"] is not None
+    assert events["Product.created", "tea"]["requestId"] not in (None, "trace-42")
+
+    def handled() -> list[dict[str, Any]]:
+        lines = [orjson.loads(line) for line in worker.lines if line.startswith("{")]
+        return [line for line in lines if line.get("request_id") == "trace-42"
+                and line.get("logger") == "statesync.eventing.worker"]
+
+    lines = await eventually(lambda: _some(handled()), what="the worker's traced line")
+    assert {(line["event_id"], line["model"], line["document_id"]) for line in lines} == {
+        (created["id"], "Order", "o1")}
+    assert updated["causedBy"] == created["id"]
+    await client.aclose()
+    await traced.aclose()
+
+
+async def _some(found: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    return found or None
