@@ -196,6 +196,9 @@ def worker(ctx: typer.Context) -> None:
     """Production entry: a Celery worker running the handlers (extra options go to Celery)."""
     settings = Settings()
     _require_urls(settings, "worker")
+    if settings.metrics_port is not None:  # the pool's processes write where the main one reads
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                              tempfile.mkdtemp(prefix="statesync-worker-metrics-"))
     args = [*_celery_args(settings, "worker"), "--queues", settings.queue, *ctx.args]
     os.execve(sys.executable, args, _env(settings))
 

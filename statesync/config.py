@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     prune_interval: float = Field(
         default=3600.0, description="Seconds between retention runs (Celery beat)."
     )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="Port on which `statesync relay` and `statesync worker` serve /metrics "
+                    "(the API serves its own at /metrics). Unset: they serve none.")
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8000, description="Port the API listens on.")
     workers: int = Field(

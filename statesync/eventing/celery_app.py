@@ -8,16 +8,19 @@ clients are built lazily in each worker process (after the fork), never at impor
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 import redis
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_init, worker_process_shutdown
+from prometheus_client import multiprocess
 
 from statesync import logs
 from statesync.config import Settings
+from statesync.eventing import metrics
 from statesync.eventing.handlers import Handlers, load_handlers
 from statesync.eventing.lifecycle import Status
 from statesync.eventing.retention import prune
@@ -62,6 +65,8 @@ def create_celery(settings: Settings) -> Celery:
         logs.configure(settings)
 
     setup_logging.connect(one_log_format, weak=False)
+    if settings.metrics_port is not None:
+        _serve_metrics(settings.metrics_port, settings.host)
 
     @app.task(name=DELIVER)  # type: ignore[untyped-decorator]
     def deliver(event_id: str, handler: str) -> str:
@@ -86,6 +91,24 @@ def create_celery(settings: Settings) -> Celery:
         return asdict(prune(_worker(settings).engine, timedelta(seconds=settings.retention)))
 
     return app
+
+
+def _serve_metrics(port: int, host: str) -> None:
+    """The worker's main process serves its pool's figures (statesync.eventing.metrics)."""
+
+    def serve(**_: Any) -> None:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            log.warning("STATESYNC_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR set before the "
+                        "worker starts (`statesync worker` sets one): no metrics served")
+            return
+        metrics.serve(port, host)
+
+    def forget(pid: int | None = None, **_: Any) -> None:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a pool process's live gauges go
+            multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
+
+    worker_init.connect(serve, weak=False)
+    worker_process_shutdown.connect(forget, weak=False)
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:

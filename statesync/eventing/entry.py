@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from statesync.config import Settings
+from statesync.eventing import metrics
 from statesync.eventing.broker import CeleryBroker
 from statesync.eventing.celery_app import create_celery
 from statesync.eventing.handlers import Handlers, load_handlers
@@ -33,6 +34,8 @@ async def run_relay(settings: Settings) -> None:
     (SIGTERM, what `docker stop` and Kubernetes send): either way it releases its role
     and connections and exits 0."""
     engine = async_engine(settings.database_url or "", pool_size=4)
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port, settings.host)
     relaying = asyncio.create_task(build_relay(settings, engine).run(), name="relay")
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, relaying.cancel)

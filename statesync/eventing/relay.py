@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from statesync.config import libpq_url
+from statesync.eventing import metrics
 from statesync.eventing import statements as ev
 from statesync.eventing.broker import Broker
 from statesync.eventing.handlers import Handlers
@@ -90,10 +91,12 @@ class Relay:
             await self._acquire(lock)
             await lock.add_listener(q.OUTBOX_CHANNEL, self._on_notify)
             self.active = True
+            metrics.RELAY_ACTIVE.set(1)
             log.info("relay active")
             await self._relay_forever(lock)
         finally:
             self.active = False
+            metrics.RELAY_ACTIVE.set(0)
             with contextlib.suppress(Exception):
                 await lock.close()
 
@@ -101,6 +104,7 @@ class Relay:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
         delay = state.upcoming_sleep
+        metrics.RELAY_FAILED_ROUNDS.inc()
         if isinstance(error, OUTAGES):
             log.warning("relay round failed (%s: %s); again in %.1fs",
                         type(error).__name__, error, delay)
@@ -216,6 +220,7 @@ class Relay:
             await asyncio.to_thread(self.broker.send, pairs)
             await connection.execute(ev.mark_dispatched(pairs, now, now + self._dispatch_timeout))
         self.sent += len(pairs)
+        metrics.RELAY_DISPATCHED.inc(len(pairs))
         return len(pairs)
 
 

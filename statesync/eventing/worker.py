@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from statesync import documents as docs
 from statesync.change import ChangeEventPayload
+from statesync.eventing import metrics
 from statesync.eventing import statements as ev
 from statesync.eventing.handlers import Event, Handler, Handlers
 from statesync.eventing.lifecycle import Status, after_failure
@@ -114,13 +115,16 @@ class DeliveryWorker:
             raise LookupError(f"no handler named {handler_name!r} in this worker")
         claimed = self._claim(event_id, handler_name)
         if claimed is None:
+            metrics.ATTEMPTS.labels(handler_name, "skipped").inc()
             return "skipped"
         self.delivery_changed(event_id)
         event, run = claimed
         # What the handler logs, and what it writes, carry the request that caused the event.
         token = REQUEST_ID.set(event.request_id)
         try:
-            status = self._attempt(handler, event, run, event_id, handler_name)
+            with metrics.HANDLER_SECONDS.labels(handler_name).time():
+                status = self._attempt(handler, event, run, event_id, handler_name)
+            metrics.ATTEMPTS.labels(handler_name, status).inc()
             log.debug("handler %s on event %s (attempt %d): %s", handler_name, event_id,
                       run.attempt, status, extra=_about(event))
             return status
