@@ -28,6 +28,9 @@ COMMIT_SECONDS = Histogram(
     "statesync_commit_seconds", "Time to commit one write, from its transaction's start.",
     ["model"], buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 ERRORS = Counter("statesync_errors", "Errors answered to clients, by extensions.code.", ["code"])
+WEBSOCKET_REFUSALS = Counter(
+    "statesync_websocket_refusals", "Websockets the server closed with a protocol error code "
+    "(4400 a malformed message, 4403 forbidden or expired, 4408 no init, ...).", ["code"])
 FRAMES = Counter("statesync_frames_sent", "Subscription messages sent, by path: direct (from "
                  "the hub's loop) or stream (through the operation's own task).", ["path"])
 RESYNCS = Counter("statesync_resyncs", "Subscriptions told RESYNC (a slow reader, or a `since` "

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from statesync.api.errors import refusal
 from statesync.auth.dev import mint
 from statesync.config import Settings, listed
 from statesync.errors import BadInput
@@ -68,8 +69,7 @@ class HostGuard:
         if scope["type"] == "websocket":
             await WebSocket(scope, receive, send).close(1008)  # before accept: a 403
             return
-        body = {"errors": [{"message": "this Host is not served here (allowed_hosts)",
-                            "extensions": {"code": "BAD_REQUEST"}}]}
+        body = {"errors": [refusal("this Host is not served here (allowed_hosts)", "BAD_REQUEST")]}
         await Response(orjson.dumps(body), 400, media_type="application/json")(scope, receive, send)
 
 
@@ -140,8 +140,8 @@ def dev_token_route(settings: Settings) -> Route:
             user = check_id(str(body["user"]), "user", settings.max_id_length)
             role = check_id(str(body.get("role", "user")), "role", settings.max_id_length)
         except (orjson.JSONDecodeError, KeyError, TypeError, BadInput) as exc:
-            return Response(orjson.dumps({"errors": [{"message": f"want {{user, role}}: {exc}",
-                                                      "extensions": {"code": "BAD_REQUEST"}}]}),
+            return Response(orjson.dumps({"errors": [refusal(f"want {{user, role}}: {exc}",
+                                                             "BAD_REQUEST")]}),
                             400, media_type="application/json")
         return Response(orjson.dumps({"token": mint(settings, user, role)}),
                         media_type="application/json")

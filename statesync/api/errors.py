@@ -45,6 +45,19 @@ def coded(error: GraphQLError) -> GraphQLError:
                         positions=error.positions, path=error.path, extensions=extensions)
 
 
+def refusal(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    """A coded error answered outside GraphQL's own path (the edge, a body refused before it
+    is read), counted with the rest; as the ``errors`` entry of a response body."""
+    metrics.ERRORS.labels(code).inc()
+    return dict(GraphQLError(message, extensions={**extensions, "code": code}).formatted)
+
+
+def masked() -> GraphQLError:
+    """What a client sees of a bug: nothing of it (the bug itself is logged where it happened)."""
+    metrics.ERRORS.labels("INTERNAL_SERVER_ERROR").inc()
+    return GraphQLError("Unexpected error.", extensions={"code": "INTERNAL_SERVER_ERROR"})
+
+
 def _camel_path(path: str) -> str:
     """``items.0.unit_price`` → ``items.0.unitPrice``."""
     return ".".join(to_camel_case(part) for part in path.split("."))

@@ -21,7 +21,7 @@ from graphql import (
 from graphql import execute as graphql_execute
 
 from statesync.api.context import Context
-from statesync.api.errors import coded
+from statesync.api.errors import coded, masked
 from statesync.api.operations import Prepared
 from statesync.api.shared_execution import SharedEventExecutor
 from statesync.api.types import ChangeMessage, ChangeOp
@@ -150,4 +150,4 @@ def failure(exc: Exception) -> list[GraphQLError]:
     if isinstance(exc, StatesyncError):
         return [coded(GraphQLError(exc.message, original_error=exc))]
     log.error("unexpected error in a subscription", exc_info=exc)
-    return [GraphQLError("Unexpected error.", extensions={"code": "INTERNAL_SERVER_ERROR"})]
+    return [masked()]

@@ -18,12 +18,13 @@ import asyncio
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, OperationType
+from graphql import ExecutionResult, OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from statesync.api import http_streams, multipart, sse, wire
+from statesync.api.errors import refusal
 from statesync.api.execution import check_variables, error_result, execute, subscribe
 from statesync.api.gateway import Gateway
 from statesync.api.operations import Rejected
@@ -210,12 +211,12 @@ class RequestGuard:
 
     async def _refuse(self, scope: Scope, send: Send, status: int) -> None:
         if status == 413:
-            error = GraphQLError(f"request body over {self.limit} bytes",
-                                 extensions={"code": "PAYLOAD_TOO_LARGE", "limit": self.limit})
+            error = refusal(f"request body over {self.limit} bytes", "PAYLOAD_TOO_LARGE",
+                            limit=self.limit)
         else:
-            error = GraphQLError(f"the request body did not arrive within {self.timeout}s",
-                                 extensions={"code": "REQUEST_TIMEOUT"})
-        response = Response(orjson.dumps({"errors": [error.formatted]}), status,
+            error = refusal(f"the request body did not arrive within {self.timeout}s",
+                            "REQUEST_TIMEOUT")
+        response = Response(orjson.dumps({"errors": [error]}), status,
                             {"connection": "close"}, media_type=JSON)
 
         async def nothing() -> Message:

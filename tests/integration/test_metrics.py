@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
+import pytest
+import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from statesync.config import Settings
@@ -77,3 +80,23 @@ async def test_metrics_are_the_admins(settings: Settings, demo_models: list[Mode
         figures = await scrape(server.base_url, **{"x-statesync-admin-secret": SECRET})
         assert ("statesync_outbox_backlog", ()) in figures
         assert ("statesync_deliveries", (("status", "dead"),)) in figures
+
+
+async def test_errors_answered_outside_graphql_and_refused_sockets_are_counted(
+        server: RunningServer) -> None:
+    before = await scrape(server.base_url)
+    too_big = b'{"query": "' + b"x" * (server.settings.max_request_bytes + 1) + b'"}'
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=WAIT) as http:
+        refused = await http.post("/graphql", content=too_big,
+                                  headers={"content-type": "application/json"})
+    assert refused.status_code == 413
+    async with websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send("[1, 2]")  # not a message of the protocol
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), WAIT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+    after = await scrape(server.base_url)
+    assert (value(after, "statesync_errors_total", code="PAYLOAD_TOO_LARGE")
+            - value(before, "statesync_errors_total", code="PAYLOAD_TOO_LARGE")) == 1
+    assert (value(after, "statesync_websocket_refusals_total", code="4400")
+            - value(before, "statesync_websocket_refusals_total", code="4400")) == 1

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from statesync import metrics
 from statesync.api import wire
 
 # The ASGI scope extension of a websocket's send that never waits (statesync.serving).
@@ -73,6 +74,8 @@ class Socket:
         if self.closed:
             return
         self.closed = True
+        if code >= 4000:  # the protocols' own refusals; 1000-range closes are not errors
+            metrics.WEBSOCKET_REFUSALS.labels(str(code)).inc()
         # A reason longer than a control frame allows (123 bytes) would fail the close itself.
         reason = reason.encode()[:123].decode(errors="ignore")
         if self.websocket.application_state is not WebSocketState.DISCONNECTED:
