@@ -224,6 +224,54 @@ def migrate() -> None:
 
 
 @app.command()
+def watch(
+    model: Annotated[str, typer.Argument(help="The model, as the schema names it (Order).")],
+    id: Annotated[str | None, typer.Argument(help="One document's id; without: the collection.")] = None,
+    where: Annotated[str | None, typer.Option(help="A collection's filter, as JSON: "
+                                              '\'{"status": {"eq": "NEW"}}\'.')] = None,
+    fields: Annotated[str | None, typer.Option(help="The selection (GraphQL): 'status items { sku }'. "
+                                               "Default: every plain field.")] = None,
+    since: Annotated[str | None, typer.Option(help="Resume after this cursor.")] = None,
+    url: Annotated[str | None, typer.Option(help="The API (default: STATESYNC_HOST:PORT).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="STATESYNC_TOKEN", help="A JWT.")] = None,
+) -> None:
+    """Print a subscription's messages as JSON lines (a SNAPSHOT, then every change) until
+    Ctrl-C. Credentials: --token, or STATESYNC_ADMIN_SECRET; none in open access (dev)."""
+    import orjson
+
+    from statesync.client import Client, StatesyncClientError
+    from statesync.watching import watch as run_watch
+
+    settings = Settings()
+    try:
+        filter_ = None if where is None else orjson.loads(where)
+    except orjson.JSONDecodeError as exc:
+        typer.echo(f"--where is not JSON: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if id is not None and filter_ is not None:
+        typer.echo("watch one document (an id) or a collection (--where), not both", err=True)
+        raise typer.Exit(2)
+
+    def out(line: bytes) -> None:
+        sys.stdout.buffer.write(line)
+        sys.stdout.flush()
+
+    async def main() -> None:
+        async with Client(url or f"http://{settings.host}:{settings.port}", token=token,
+                          admin_secret=None if token else settings.admin_secret) as client:
+            await run_watch(client, model, id=id, where=filter_, fields=fields, since=since,
+                            out=out)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    except (StatesyncClientError, LookupError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def token(
     user: Annotated[str, typer.Option(help="The user id.")],
     role: Annotated[str, typer.Option(help="The role (the token's default role).")] = "user",

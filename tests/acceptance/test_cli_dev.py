@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -133,3 +135,63 @@ def test_dev_hands_out_customer_tokens_whose_rules_apply(tmp_path: Path) -> None
         theirs = httpx.post(f"{base}/graphql", headers=as_bob,
                             json={"query": "{ orders { nodes { customer } } }"}).json()
         assert theirs == {"data": {"orders": {"nodes": []}}}  # ann's order is not bob's
+
+
+def _tour_requests() -> list[dict[str, object]]:
+    """The JSON bodies the README's tour sends with curl (`-d '...'`), in its order."""
+    readme = (ROOT / "README.md").read_text()
+    tour = readme[readme.index("## A short tour"):readme.index("Resume after a disconnect")]
+    return [json.loads(body) for body in re.findall(r"-d '(\{.*?\})'", tour, re.S)]
+
+
+def _lines(process: subprocess.Popen[str], count: int) -> list[dict[str, object]]:
+    """The next ``count`` JSON lines `statesync watch` prints (a watch that hangs is cut off
+    by pytest's timeout)."""
+    assert process.stdout is not None
+    got: list[dict[str, object]] = []
+    deadline = time.monotonic() + PRICED_TIMEOUT
+    while len(got) < count:
+        assert time.monotonic() < deadline, got
+        line = process.stdout.readline()  # blocks until a line: the watch's own pace
+        assert line, f"statesync watch ended: {process.communicate()}"
+        got.append(json.loads(line))
+    return got
+
+
+def test_the_readme_tour_in_order_shows_the_worker_s_update_arrive(tmp_path: Path) -> None:
+    sse, create, update = _tour_requests()
+    with statesync_dev(tmp_path / "data") as base:
+        _wait_for_catalog(base)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STATESYNC_")}
+        watch = subprocess.Popen([sys.executable, "-m", "statesync", "watch", "Order", "o1",
+                                  "--url", base], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            with httpx.stream("POST", f"{base}/graphql", json=sse, timeout=PRICED_TIMEOUT,
+                              headers={"accept": "text/event-stream"}) as stream:
+                events = (json.loads(line[5:]) for line in stream.iter_lines()
+                          if line.startswith("data:") and line[5:].strip())
+                assert next(events)["data"]["order"]["op"] == "SNAPSHOT"
+                [snapshot] = _lines(watch, 1)
+                assert snapshot["op"] == "SNAPSHOT" and "document" not in snapshot
+                answer = httpx.post(f"{base}/graphql", json=create).json()["data"]["createOrder"]
+                assert (answer["op"], answer["version"]) == ("CREATED", 1)
+                created, priced = _lines(watch, 2)
+                assert (created["op"], created["version"]) == ("CREATED", 1)
+                assert (priced["op"], priced["version"]) == ("UPDATED", 2)
+                assert isinstance(priced["document"], dict)
+                assert (priced["document"]["status"], priced["document"]["totalCents"]) == (
+                    "PRICED", 700)
+                again = httpx.post(f"{base}/graphql", json=create).json()["data"]["createOrder"]
+                assert again == answer  # the same mutationId: the same answer, nothing new
+                noted = httpx.post(f"{base}/graphql", json=update).json()["data"]["updateOrder"]
+                assert noted == {"version": 3, "changedFields": ["note"]}
+                [changed] = _lines(watch, 1)
+                assert (changed["op"], changed["version"], changed["changedFields"]) == (
+                    "UPDATED", 3, ["note"])
+                seen = [next(events)["data"]["order"] for _ in range(3)]
+                assert [(s["op"], s["version"]) for s in seen] == [
+                    ("CREATED", 1), ("UPDATED", 2), ("UPDATED", 3)]
+        finally:
+            watch.terminate()
+            watch.wait(10)
