@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 from gql import Client, GraphQLRequest
+from gql.transport.exceptions import TransportQueryError
 from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 
@@ -50,3 +52,28 @@ async def test_gql_subscribes_commits_and_receives_the_change(server: RunningSer
                                "document": {"customer": "ann", "note": None}, "documents": None}
             following = (await asyncio.wait_for(anext(changes), WAIT))["orders"]
             assert (following["id"], following["mutationId"]) == ("o3", "gql-3")
+
+
+@pytest.mark.parametrize("subprotocols", [
+    None, [WebsocketsTransport.APOLLO_SUBPROTOCOL], [WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+], ids=["gql-default", "legacy-graphql-ws", "graphql-transport-ws"])
+async def test_gql_websocket_transports_run_queries_and_mutations(
+        server: RunningServer, subprotocols: list[str] | None) -> None:
+    """Over whichever protocol gql's WebsocketsTransport speaks (its default, or either one
+    asked for), queries and mutations run on the socket too, not only subscriptions."""
+    websocket = WebsocketsTransport(url=server.ws_url, subprotocols=subprotocols)
+    async with Client(transport=websocket) as session:
+        if subprotocols:
+            assert websocket.subprotocol == subprotocols[0]
+        variables = {"input": {"customer": "ann", "items": []}, "id": "w1", "mutationId": "ws-1"}
+        created = await session.execute(GraphQLRequest(CREATE, variable_values=variables))
+        assert created["createOrder"] == {"op": "CREATED", "id": "w1", "version": 1,
+                                          "replayed": False}
+        read = await session.execute(GraphQLRequest('{ order(id: "w1") { customer version } }'))
+        assert read == {"order": {"customer": "ann", "version": 1}}
+        refused = GraphQLRequest('mutation { updateOrder(id: "w1", patch: {note: "x"}, '
+                                 "expectedVersion: 7) { version } }")
+        with pytest.raises(TransportQueryError) as conflict:
+            await session.execute(refused)
+        assert conflict.value.errors is not None
+        assert conflict.value.errors[0]["extensions"]["code"] == "CONFLICT"
