@@ -91,10 +91,15 @@ class GraphQLHTTP:
             variables = check_variables(params.get("variables"), limits.max_input_depth,
                                         limits.max_input_values)
         except Rejected as rejected:
+            # application/json answers a well-formed request that cannot run (it does not
+            # parse or validate) with 200, as the spec asks; a malformed one (no query,
+            # variables that are not an object) with 400, as graphql-response+json does both.
+            malformed = (rejected.errors[0].extensions or {}).get("code") == BadRequest.code
             return refuse(ExecutionResult(None, rejected.errors),
-                          400 if media == GRAPHQL_RESPONSE or rejected.protocol_error else 200)
+                          400 if media == GRAPHQL_RESPONSE or malformed else 200)
         except StatesyncError as exc:
-            return refuse(error_result(exc), 400 if media == GRAPHQL_RESPONSE else 200)
+            return refuse(error_result(exc),
+                          400 if media == GRAPHQL_RESPONSE or isinstance(exc, BadRequest) else 200)
         if prepared.kind is OperationType.SUBSCRIPTION and framing is None:
             refused = BadRequest("subscriptions run over a websocket (graphql-transport-ws), "
                                  "as server-sent events (Accept: text/event-stream) or as "

@@ -38,7 +38,9 @@ class PersistedQueries:
     def query(self, query: Any, extensions: Any) -> tuple[Any, str | None]:
         """The query text to run (``query`` itself, or the one its persisted hash names), and
         the hash to :meth:`keep` it under once it prepared cleanly (None: nothing to keep)."""
-        persisted = extensions.get("persistedQuery") if isinstance(extensions, Mapping) else None
+        if extensions is not None and not isinstance(extensions, Mapping):
+            raise BadRequest("extensions must be a JSON object")
+        persisted = extensions.get("persistedQuery") if extensions is not None else None
         if persisted is None:
             return query, None
         if not isinstance(persisted, Mapping) or persisted.get("version") != 1:

@@ -93,6 +93,15 @@ async def test_apollo_client_persists_queries_subscribes_over_multipart_and_keep
     assert seen["cached"] == []
 
 
+async def test_graphql_http_s_audit_passes_every_must_should_and_may(
+        server: RunningServer, node_modules: Path) -> None:
+    """graphql-http's serverAudits: the GraphQL over HTTP spec's requirements, each checked
+    against the running server; every one is met, the optional ones too."""
+    results = orjson.loads(await node("http_audit.mjs", f"{server.base_url}/graphql"))
+    assert len(results) > 50
+    assert [r for r in results if r["status"] != "ok"] == []
+
+
 async def test_the_typescript_declarations_compile_under_strict_and_catch_mistakes(
         node_modules: Path) -> None:
     """typed_usage.tsx uses the whole API and holds `@ts-expect-error` lines: tsc fails both

@@ -129,7 +129,7 @@ async def test_a_handler_reads_the_resolution_in_its_event(api: RunningServer,
     connection = await asyncpg.connect(database_url)
     try:
         row = await connection.fetchrow(
-            "SELECT id, type, model, doc_id, key, version, payload, created_at"
+            "SELECT id, type, model, doc_id, key, version, payload, created_at, request_id"
             " FROM statesync_outbox WHERE doc_id = 't1' AND version = 3")
     finally:
         await connection.close()
