@@ -34,8 +34,8 @@ from statesync.models import META_FIELDS, ModelSpec
 
 INTROSPECTION = frozenset({"__schema", "__type"})
 EVENT_READS = frozenset({("Query", "event"), ("Subscription", "event")})
-ADMIN_ONLY = frozenset({("Query", "events"), ("Query", "deliveries"), ("Mutation", "emitEvent"),
-                        ("Mutation", "redeliverEvent")})
+ADMIN_ONLY = frozenset({("Query", "events"), ("Query", "deliveries"), ("Query", "service"),
+                        ("Mutation", "emitEvent"), ("Mutation", "redeliverEvent")})
 
 
 @dataclass(frozen=True, slots=True)

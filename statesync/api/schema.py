@@ -20,6 +20,7 @@ from statesync.api.context import Context
 from statesync.api.events import EventMutations, EventQueries, EventSubscriptions
 from statesync.api.inputs import THROUGH, Referenced, plain, to_filter, to_order
 from statesync.api.references import followed
+from statesync.api.service import ServiceQueries
 from statesync.api.streams import LiveSinks, Message, Target, live_message, stream
 from statesync.api.types import (
     ChangeOp,
@@ -342,7 +343,7 @@ def build_schema(specs: Sequence[ModelSpec]) -> strawberry.Schema:
             description=f"A snapshot of matching {name} documents (or, with `since`, what was "
                         "missed), then their changes.")
     return strawberry.Schema(
-        query=strawberry.type(type("Query", (EventQueries,), query)),
+        query=strawberry.type(type("Query", (EventQueries, ServiceQueries), query)),
         mutation=strawberry.type(type("Mutation", (EventMutations,), mutation)),
         subscription=strawberry.type(type("Subscription", (EventSubscriptions,), subscription)),
     )

@@ -47,11 +47,11 @@ from statesync.eventing import statements as ev
 from statesync.eventing.broker import Broker
 from statesync.eventing.handlers import Handlers
 from statesync.eventing.lifecycle import Status, after_lost_lease, lost_lease_error
+from statesync.store import locks
 from statesync.store import statements as q
 
 log = logging.getLogger(__name__)
 
-RELAY_LOCK_KEY = 0x5157_0E1A
 BATCH = 200
 RETRY_DELAY = 1.0  # a standby's poll for the role
 # After a failure: random delays growing from BACKOFF_START up to BACKOFF_MAX seconds, so
@@ -116,7 +116,7 @@ class Relay:
 
     async def _acquire(self, lock: asyncpg.Connection) -> None:
         while True:
-            if await lock.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+            if await lock.fetchval("SELECT pg_try_advisory_lock($1)", locks.RELAY):
                 return
             # A standby: Postgres has no "wait for this lock with a timeout", so poll.
             await asyncio.sleep(RETRY_DELAY)

@@ -81,6 +81,16 @@ class Hub:
     def subscriber_count(self) -> int:
         return sum(map(len, self._by_document.values())) + sum(map(len, self._by_model.values()))
 
+    def subscriptions_by_model(self) -> dict[str, int]:
+        """Open subscriptions of this process, by the model they watch (documents and
+        collections alike)."""
+        counts: dict[str, int] = defaultdict(int)
+        for (model, _), subscribers in self._by_document.items():
+            counts[model] += len(subscribers)
+        for model, subscribers in self._by_model.items():
+            counts[model] += len(subscribers)
+        return {model: n for model, n in sorted(counts.items()) if n}
+
     @contextlib.asynccontextmanager
     async def subscribe(self, model: str, doc_id: str | None, where: Filter | None,
                         kinds: Mapping[str, FieldKind], maxsize: int,

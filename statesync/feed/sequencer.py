@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from statesync import metrics
 from statesync.change import Change, encode_batch
 from statesync.feed.channels import Channels
+from statesync.store import locks
 from statesync.store import statements as q
 
 log = logging.getLogger(__name__)
 
-SEQUENCER_LOCK_KEY = 0x5157_A7E5  # an arbitrary constant, shared by every statesync process
 BATCH_SIZE = 500
 PUBLISH_CHUNK = 100
 RETRY_DELAY = 1.0
@@ -72,7 +72,7 @@ class Sequencer:
         while True:
             async with connection.begin():
                 acquired = (await connection.execute(
-                    sa.select(sa.func.pg_try_advisory_lock(SEQUENCER_LOCK_KEY))
+                    sa.select(sa.func.pg_try_advisory_lock(locks.SEQUENCER))
                 )).scalar_one()
             if acquired:
                 return

@@ -71,6 +71,7 @@ async def test_the_catalog_is_for_everyone_and_written_by_the_admin(as_: Clients
                                         "{ document { secret } } }"),
     ("the admin's event list", "{ events { id } }"),
     ("the admin's deliveries", "{ deliveries { handler } }"),
+    ("the service's state", "{ service { relayActive } }"),
     ("introspection", "{ __schema { queryType { name } } }"),
 ])
 async def test_what_a_role_may_not_select_is_forbidden_by_name(as_: Clients, what: str,

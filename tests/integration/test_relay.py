@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from statesync.config import Settings, asyncpg_url
 from statesync.eventing.entry import build_relay
-from statesync.eventing.relay import RELAY_LOCK_KEY, Relay
+from statesync.eventing.relay import Relay
 from statesync.eventing.tasks import DELIVER
 from statesync.models import ModelSpec
+from statesync.store import locks
 from statesync.store.commits import emit_steps, run_async
 from tests.conftest import ROOT, CeleryWorker, serve
 from tests.integration.conftest import RelayProcess
@@ -36,7 +37,7 @@ async def lock_holder(db: asyncpg.Connection) -> int | None:
     """The PostgreSQL backend holding the relay's advisory lock (the active relay's session)."""
     pid: int | None = await db.fetchval(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND classid = 0 AND objid = $1 AND objsubid = 1", RELAY_LOCK_KEY)
+        "AND classid = 0 AND objid = $1 AND objsubid = 1", locks.RELAY)
     return pid
 
 
