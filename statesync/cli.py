@@ -98,7 +98,8 @@ def dev(
             settings = settings.model_copy(update=updates)
         stack.enter_context(_celery_processes(settings))
         base = f"http://{settings.host}:{settings.port}"
-        typer.echo(f"statesync dev: GraphiQL at {base}/graphql, the demo board at {base}/")
+        typer.echo(f"statesync dev: GraphiQL at {base}/graphql, the demo board at {base}/, "
+                   f"the console at {base}/console")
         if settings.open_access:
             typer.echo("  OPEN ACCESS (dev): requests without credentials act as the admin")
         typer.echo(f"  admin secret: {settings.admin_secret}  (header X-Statesync-Admin-Secret)")
@@ -115,7 +116,7 @@ def _dev_settings(settings: Settings) -> Settings:
     explicit = settings.model_fields_set
     made = dev_secrets(settings.data_dir)
     updates: dict[str, object] = {"graphiql": True, "introspection": "all", "suggestions": True,
-                                  "dev_tokens": True, "quiet_logs": True}
+                                  "dev_tokens": True, "quiet_logs": True, "console": True}
     if "open_access" not in explicit:
         updates["open_access"] = True
     if not settings.admin_secret:

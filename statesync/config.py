@@ -194,6 +194,10 @@ class Settings(BaseSettings):
     graphiql: bool = Field(
         default=False, description="Serve GraphiQL at /graphql (`statesync dev` turns it on)."
     )
+    console: bool = Field(
+        default=False, description="Serve the operator console at /console: the service's "
+                                   "state, the live changes, events and dead letters, for the "
+                                   "admin (`statesync dev` turns it on).")
     admin_secret: str | None = Field(
         default=None,
         description="The admin secret (header `X-Statesync-Admin-Secret`): may do everything.",

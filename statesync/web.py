@@ -1,4 +1,5 @@
-"""Static routes: the JS client every server serves, and the demo page `statesync dev` adds."""
+"""Static routes: the JS client every server serves, and the demo page and the console
+`statesync dev` adds."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from statesync.models import ModelSpec
 # clients/js in a checkout; statesync/_client in an installed wheel (see pyproject.toml).
 CLIENT_DIR = Path(str(files("statesync._client")))
 DEMO_DIR = Path(str(files("statesync.demo")))
+CONSOLE_DIR = Path(str(files("statesync.console")))
+CONSOLE_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}  # nothing else
 DEMO_MODELS = {"Order", "Product"}
 # The client's modules, served by name: not the folder's tests or packaging files.
 CLIENT_MODULES = ("statesync.js", "durable.js", "tabs.js")
@@ -27,7 +30,8 @@ def demo_fits(specs: list[ModelSpec]) -> bool:
     return {spec.name for spec in specs} >= DEMO_MODELS
 
 
-def static_routes(specs: list[ModelSpec], *, demo: bool, graphiql: bool = False) -> list[BaseRoute]:
+def static_routes(specs: list[ModelSpec], *, demo: bool, graphiql: bool = False,
+                  console: bool = False) -> list[BaseRoute]:
     async def client_module(request: Request) -> Response:
         name = request.url.path.rsplit("/", 1)[-1]
         return FileResponse(CLIENT_DIR / name, media_type="text/javascript")
@@ -39,6 +43,17 @@ def static_routes(specs: list[ModelSpec], *, demo: bool, graphiql: bool = False)
     if graphiql:  # the page at /graphql loads these instead of a CDN's
         routes.append(Mount(GRAPHIQL_PREFIX.rstrip("/"), StaticFiles(directory=GRAPHIQL_VENDOR),
                             name="graphiql"))
+    if console:  # the page is static; what it shows is the admin's, asked of the API
+
+        async def console_page(request: Request) -> Response:
+            return FileResponse(CONSOLE_DIR / "index.html")
+
+        async def console_asset(request: Request) -> Response:
+            name = request.url.path.rsplit("/", 1)[-1]
+            return FileResponse(CONSOLE_DIR / name, media_type=CONSOLE_ASSETS[name])
+
+        routes.append(Route("/console", console_page))
+        routes += [Route(f"/console/assets/{name}", console_asset) for name in CONSOLE_ASSETS]
     if demo and demo_fits(specs):
 
         async def board(request: Request) -> Response:

@@ -28,6 +28,7 @@ async def test_every_server_serves_the_js_client_and_sends_home_to_graphiql(
         home = await http.get("/")
         assert (home.status_code, home.headers["location"]) == (307, "/graphql")
         assert (await http.get("/demo/board.js")).status_code == 404
+        assert (await http.get("/console")).status_code == 404  # off unless asked for
 
 
 async def test_the_demo_board_needs_the_demo_schema(settings: Settings,
@@ -39,3 +40,14 @@ async def test_the_demo_board_needs_the_demo_schema(settings: Settings,
     products_only = [spec for spec in demo_models if spec.name == "Product"]
     async with serve(demo, products_only) as running, httpx.AsyncClient(base_url=running.base_url) as http:
         assert (await http.get("/")).status_code == 307
+
+
+async def test_the_console_is_served_when_asked_for(settings: Settings,
+                                                    demo_models: list[ModelSpec]) -> None:
+    on = settings.model_copy(update={"console": True})
+    async with serve(on, demo_models) as running, httpx.AsyncClient(base_url=running.base_url) as http:
+        page = await http.get("/console")
+        assert "<title>statesync · console</title>" in page.text
+        script = await http.get("/console/assets/console.js")
+        assert script.status_code == 200 and 'from "graphql-ws"' in script.text
+        assert (await http.get("/console/assets/__init__.py")).status_code == 404

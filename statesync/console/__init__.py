@@ -1,0 +1,1 @@
+"""The operator console served at /console (static files: index.html, console.js, console.css)."""
