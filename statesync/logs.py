@@ -20,16 +20,22 @@ import orjson
 from statesync.config import Settings
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("statesync_request_id", default=None)
+# The GraphQL operation being served (its name), set once it is known: per request, and per
+# operation's task on a websocket.
+OPERATION: ContextVar[str | None] = ContextVar("statesync_operation", default=None)
 FIELDS = ("request_id", "operation", "model", "document_id", "mutation_id", "event_id", "cursor")
 TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamps each record with the request id of the context it was logged in."""
+    """Stamps each record with the request id and the operation of the context it was
+    logged in."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = REQUEST_ID.get()
+        if getattr(record, "operation", None) is None:
+            record.operation = OPERATION.get()
         return True
 
 

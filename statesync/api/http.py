@@ -30,6 +30,7 @@ from statesync.api.gateway import Gateway
 from statesync.api.operations import Rejected
 from statesync.errors import BadRequest, Forbidden, StatesyncError, Unauthenticated
 from statesync.graphiql import offline_page
+from statesync.logs import OPERATION
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -100,6 +101,7 @@ class GraphQLHTTP:
         except StatesyncError as exc:
             return refuse(error_result(exc),
                           400 if media == GRAPHQL_RESPONSE or isinstance(exc, BadRequest) else 200)
+        OPERATION.set(prepared.name)  # this request's task: its later log lines name it
         if prepared.kind is OperationType.SUBSCRIPTION and framing is None:
             refused = BadRequest("subscriptions run over a websocket (graphql-transport-ws), "
                                  "as server-sent events (Accept: text/event-stream) or as "

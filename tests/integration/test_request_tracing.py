@@ -4,11 +4,13 @@ parsed here) and inherited by the event of what the handler wrote."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
+from statesync.logs import JsonFormatter, RequestIdFilter
 from tests.conftest import CeleryWorker, RunningServer
 from tests.support import GraphQLClient, eventually
 
@@ -57,3 +59,36 @@ async def test_a_request_id_follows_the_commit_through_the_worker(
     await client.aclose()
     await traced.aclose()
 
+
+
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.addFilter(RequestIdFilter())
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(orjson.loads(JsonFormatter().format(record)))
+
+
+async def test_a_commit_s_log_line_names_its_request_operation_and_document(
+        server: RunningServer) -> None:
+    kept = Kept()
+    commits = logging.getLogger("statesync.commits")
+    commits.addHandler(kept)
+    level = commits.level
+    commits.setLevel(logging.DEBUG)
+    try:
+        client = GraphQLClient(server.base_url, headers={"x-request-id": "trace-7"})
+        await client.data('mutation Open { createOrder(id: "o9", input: {customer: "ann", '
+                          'items: []}, mutationId: "m-9") { version } }')
+        await client.aclose()
+    finally:
+        commits.removeHandler(kept)
+        commits.setLevel(level)
+    [line] = kept.lines
+    assert {k: line.get(k) for k in ("request_id", "operation", "model", "document_id",
+                                     "mutation_id")} == {
+        "request_id": "trace-7", "operation": "Open", "model": "Order", "document_id": "o9",
+        "mutation_id": "m-9"}
+    assert line["event_id"]

@@ -32,6 +32,7 @@ from statesync.api.ws.live import LiveFrames
 from statesync.api.ws.socket import ProtocolViolation, Socket
 from statesync.errors import Forbidden, StatesyncError, TooManySubscriptions, Unauthenticated
 from statesync.identity import Identity
+from statesync.logs import OPERATION
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,7 @@ class Session(ABC):
             self._forget(op_id)
 
     async def _run(self, op_id: str, prepared: Prepared, raw_variables: object) -> None:
+        OPERATION.set(prepared.name)  # this operation's own task
         try:
             variables = check_variables(raw_variables, self.operations.limits.max_input_depth,
                                         self.operations.limits.max_input_values)
