@@ -95,7 +95,14 @@ class Sequencer:
             rows = (await connection.exec_driver_sql(sql, args)).all()
         if rows:
             # after commit: never announce what could still roll back
-            await self._publish([Change.from_row(row) for row in rows])
+            batch = [Change.from_row(row) for row in rows]
+            if log.isEnabledFor(logging.DEBUG):
+                for change in batch:
+                    log.debug("cursor %s: %s %s v%d", change.cursor, change.model, change.doc_id,
+                              change.version, extra={
+                                  "cursor": str(change.cursor), "model": change.model,
+                                  "document_id": change.doc_id, "mutation_id": change.mutation_id})
+            await self._publish(batch)
         return len(rows)
 
     async def _publish(self, batch: list[Change]) -> None:

@@ -71,24 +71,34 @@ class Kept(logging.Handler):
         self.lines.append(orjson.loads(JsonFormatter().format(record)))
 
 
-async def test_a_commit_s_log_line_names_its_request_operation_and_document(
+async def test_a_commit_s_log_lines_name_its_request_operation_document_and_cursor(
         server: RunningServer) -> None:
     kept = Kept()
-    commits = logging.getLogger("statesync.commits")
-    commits.addHandler(kept)
-    level = commits.level
-    commits.setLevel(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in ("statesync.commits", "statesync.feed.sequencer")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(kept)
+        logger.setLevel(logging.DEBUG)
     try:
         client = GraphQLClient(server.base_url, headers={"x-request-id": "trace-7"})
         await client.data('mutation Open { createOrder(id: "o9", input: {customer: "ann", '
                           'items: []}, mutationId: "m-9") { version } }')
         await client.aclose()
+
+        async def sequenced() -> dict[str, Any] | None:
+            return next((line for line in kept.lines if line["logger"] == "statesync.feed.sequencer"
+                         and line.get("mutation_id") == "m-9"), None)
+
+        cursor_line = await eventually(sequenced, what="the sequencer's line")
     finally:
-        commits.removeHandler(kept)
-        commits.setLevel(level)
-    [line] = kept.lines
-    assert {k: line.get(k) for k in ("request_id", "operation", "model", "document_id",
-                                     "mutation_id")} == {
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(kept)
+            logger.setLevel(level)
+    [commit_line] = [line for line in kept.lines if line["logger"] == "statesync.commits"]
+    assert {k: commit_line.get(k) for k in ("request_id", "operation", "model", "document_id",
+                                            "mutation_id")} == {
         "request_id": "trace-7", "operation": "Open", "model": "Order", "document_id": "o9",
         "mutation_id": "m-9"}
-    assert line["event_id"]
+    assert commit_line["event_id"]
+    assert (cursor_line["model"], cursor_line["document_id"]) == ("Order", "o9")
+    assert int(cursor_line["cursor"]) >= 1
