@@ -18,6 +18,10 @@ to the same product. Then:
 4. end to end: EVENTS mutations from CLIENTS concurrent HTTP clients, everything
    running; prints events/s from the first send until every delivery is
    `succeeded` (polled in the database).
+5. ordered backlog: with the relay and the worker stopped, ORDERED `Bench.tick` events
+   on one key (bench/handlers/ordered.py, `ordered=True`: one at a time, in order);
+   then both start, and it prints deliveries/s from the first attempt's start to the
+   last one's end (the issue's target: 10k on one key at >= 200/s).
 
 Beside 2 and 3, in the same run and on the same Redis, the raw figures of a bare Celery
 app configured as statesync's (bench/raw_celery.py, `-c 2`): no-op tasks/s from a
@@ -83,6 +87,16 @@ class Stack:
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "statesync", *args], env=self.env, cwd=ROOT,
             start_new_session=True)  # its own group: a worker's pool is stopped with it
+
+    def stop_one(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
 
     def check(self) -> None:
         for name, process in self.processes.items():
@@ -314,6 +328,37 @@ class RawCelery:
         return times
 
 
+async def ordered_backlog(procs: Stack, api: Client, db: asyncpg.Connection, events: int,
+                          within: float) -> float:
+    procs.stop_one("worker")
+    procs.stop_one("relay")
+    sem = asyncio.Semaphore(16)
+
+    async def tick(n: int) -> None:
+        async with sem:
+            await api.emit("Bench.tick", key="one", payload={"n": n})
+
+    await asyncio.gather(*(tick(n) for n in range(events)))
+    procs.start("relay", "relay")
+    procs.start("worker", "worker", "--concurrency", "2")
+    done = "SELECT count(*) FROM statesync_deliveries WHERE handler = 'ordered_tick' AND status = 'succeeded'"
+    deadline = time.perf_counter() + within
+    while await db.fetchval(done) < events:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"timed out after {within:.0f} s draining the ordered backlog: "
+                             f"{await db.fetchval(done)} of {events}")
+        procs.check()
+        await asyncio.sleep(0.05)  # polling the database is the measurement
+    row = await db.fetchrow("SELECT min(started_at) AS first, max(finished_at) AS last "
+                            "FROM statesync_attempts WHERE handler = 'ordered_tick'")
+    assert row is not None
+    spread = (row["last"] - row["first"]).total_seconds()
+    rate = events / max(spread, 1e-3)
+    print(f"ordered backlog, {events} events on one key: {rate:,.0f} deliveries/s "
+          f"({spread:.2f} s first start to last end)")
+    return rate
+
+
 async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None:
     db = await asyncpg.connect(database_url)
     try:
@@ -336,6 +381,7 @@ async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None
             echoed = await latency(procs, api, args.changes)
             await end_to_end(procs, api, db, ids, args.events, args.timeout,
                              before=2 * args.events + 2 * args.changes)
+            ordered = await ordered_backlog(procs, api, db, args.ordered, args.timeout)
     finally:
         await db.close()
     print()
@@ -348,6 +394,8 @@ async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None
           f"mutation -> handler's change at a subscriber {statistics.median(echoed) * 1e3:.1f} / "
           f"{percentile(echoed, 0.99) * 1e3:.1f} | p99 "
           f"{percentile(echoed, 0.99) / percentile(raw_trips, 0.99):.1f}x raw |")
+    print(f"| ordered backlog on one key, deliveries/s | {raw_rate:,.0f} no-op tasks/s | "
+          f"{ordered:,.0f} | {ordered / raw_rate:.3f}x |")
 
 
 def main() -> None:
@@ -355,6 +403,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--changes", type=int, default=100)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--ordered", type=int, default=10_000, help="events on one ordered key")
     parser.add_argument("--timeout", type=float, default=180, help="seconds any one wait may take")
     args = parser.parse_args()
     with services() as (database_url, redis_url), stack(database_url, redis_url) as procs:

@@ -14,9 +14,10 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
 
 from statesync.config import Settings
 from statesync.demo.seed import seed_catalog
@@ -86,6 +87,23 @@ async def browser(chromium_path: str) -> AsyncIterator[Browser]:
 
 
 OpenPage = Callable[[str], Awaitable[tuple[BrowserContext, Page]]]
+
+
+async def offline_but_for(context: BrowserContext, base_url: str) -> list[str]:
+    """Let ``context`` reach the API's host only, as on a machine without the internet;
+    returns the list (filled as pages ask) of every other URL refused."""
+    api_host = urlsplit(base_url).netloc
+    elsewhere: list[str] = []
+
+    async def offline(route: Route) -> None:
+        if urlsplit(route.request.url).netloc == api_host:
+            await route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            await route.abort()
+
+    await context.route("**/*", offline)
+    return elsewhere
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ secret, shows the roles, the live changes and a dead letter, and redelivers it."
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
-from playwright.async_api import Browser, Route, expect
+from playwright.async_api import Browser, expect
 
 from statesync.config import Settings
 from statesync.models import ModelSpec
+from tests.browser.conftest import offline_but_for
 from tests.conftest import ROOT, CeleryWorker, serve
 from tests.handlers.doomed import MAX_ATTEMPTS
 from tests.support import GraphQLClient
@@ -27,19 +27,9 @@ async def test_the_console_shows_the_service_and_redelivers_a_dead_letter(
     async with serve(closed, demo_models, with_relay=True) as server:
         await start_worker(closed)
         admin = GraphQLClient(server.base_url, headers={"x-statesync-admin-secret": SECRET})
-        api_host = urlsplit(server.base_url).netloc
-        elsewhere: list[str] = []
-
-        async def offline(route: Route) -> None:
-            if urlsplit(route.request.url).netloc == api_host:
-                await route.continue_()
-            else:
-                elsewhere.append(route.request.url)
-                await route.abort()
-
         context = await browser.new_context(viewport={"width": 1400, "height": 900})
         try:
-            await context.route("**/*", offline)
+            elsewhere = await offline_but_for(context, server.base_url)
             page = await context.new_page()
             await page.goto(f"{server.base_url}/console")
             # Nothing shows before the admin signs in: the API refuses the page's reads.
@@ -70,7 +60,7 @@ async def test_the_console_shows_the_service_and_redelivers_a_dead_letter(
             await expect(event_row).to_contain_text("doomed: succeeded", timeout=30_000)
             effect = await admin.data('{ product(id: "effect-k1") { name } }')
             assert effect == {"product": {"name": "redelivered effect"}}
+            assert elsewhere == []
         finally:
             await context.close()
             await admin.aclose()
-        assert elsewhere == []

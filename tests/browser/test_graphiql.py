@@ -3,12 +3,13 @@ subscription run from it shows the snapshot, then a change committed elsewhere."
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from playwright.async_api import Browser, Route, expect
+from playwright.async_api import Browser, expect
 
 from statesync.config import Settings
 from statesync.models import ModelSpec
+from tests.browser.conftest import offline_but_for
 from tests.conftest import serve
 from tests.support import GraphQLClient
 
@@ -18,19 +19,9 @@ SUBSCRIPTION = "subscription { products { op id } }"
 async def test_graphiql_runs_a_subscription_offline(
         browser: Browser, settings: Settings, demo_models: list[ModelSpec]) -> None:
     async with serve(settings.model_copy(update={"graphiql": True}), demo_models) as server:
-        api_host = urlsplit(server.base_url).netloc
-        elsewhere: list[str] = []
-
-        async def offline(route: Route) -> None:
-            if urlsplit(route.request.url).netloc == api_host:
-                await route.continue_()
-            else:  # what a machine without the internet would do
-                elsewhere.append(route.request.url)
-                await route.abort()
-
         context = await browser.new_context(viewport={"width": 1400, "height": 900})
         try:
-            await context.route("**/*", offline)
+            elsewhere = await offline_but_for(context, server.base_url)
             page = await context.new_page()
             await page.goto(f"{server.base_url}/graphql?q={quote(SUBSCRIPTION)}")
             await expect(page.locator(".graphiql-execute-button")).to_be_visible(timeout=20_000)
