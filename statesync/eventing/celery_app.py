@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from prometheus_client import multiprocess
 from statesync import logs
 from statesync.config import Settings
 from statesync.eventing import metrics
+from statesync.eventing.broker import CeleryBroker, Pair
 from statesync.eventing.handlers import Handlers, load_handlers
 from statesync.eventing.lifecycle import Status
 from statesync.eventing.retention import prune
@@ -70,7 +72,7 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=DELIVER)  # type: ignore[untyped-decorator]
     def deliver(event_id: str, handler: str) -> str:
-        status = _worker(settings).deliver(event_id, handler)
+        status = _worker(settings, app).deliver(event_id, handler)
         if status in (Status.RETRYING, Status.DEAD):
             # Celery's own tools (Flower, events, its log) then show the failure. It is
             # acknowledged like any task: what follows is statesync's (the delivery row).
@@ -80,7 +82,7 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=SWEEP)  # type: ignore[untyped-decorator]
     def sweep() -> int:
-        worker = _worker(settings)
+        worker = _worker(settings, app)
         expired = sweep_expired(worker.engine, worker.models, settings.max_document_bytes)
         if expired:
             worker.after_commit()
@@ -88,7 +90,7 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=PRUNE)  # type: ignore[untyped-decorator]
     def prune_old() -> dict[str, int]:
-        return asdict(prune(_worker(settings).engine, timedelta(seconds=settings.retention)))
+        return asdict(prune(_worker(settings, app).engine, timedelta(seconds=settings.retention)))
 
     return app
 
@@ -130,14 +132,16 @@ class HandlerFailed(Exception):
 _workers: dict[int, DeliveryWorker] = {}
 
 
-def _worker(settings: Settings) -> DeliveryWorker:
-    """Per worker process: built on first use, so after Celery's fork."""
+def _worker(settings: Settings, celery: Celery) -> DeliveryWorker:
+    """Per worker process: built on first use, so after Celery's fork. ``celery``: the app
+    whose broker the worker hands ordered deliveries to."""
     if id(settings) not in _workers:
-        _workers[id(settings)] = build_worker(settings)
+        _workers[id(settings)] = build_worker(settings, send=CeleryBroker(celery).send)
     return _workers[id(settings)]
 
 
-def build_worker(settings: Settings) -> DeliveryWorker:
+def build_worker(settings: Settings,
+                 send: Callable[[Sequence[Pair]], None] | None = None) -> DeliveryWorker:
     engine = sync_engine(settings.database_url or "", pool_size=2, max_overflow=2,
                          pool_pre_ping=True)
     client = redis.Redis.from_url(settings.redis_url or "")
@@ -156,6 +160,7 @@ def build_worker(settings: Settings) -> DeliveryWorker:
         max_document_bytes=settings.max_document_bytes,
         max_id_length=settings.max_id_length,
         handler_timeout=settings.handler_timeout,
+        dispatch_timeout=settings.dispatch_timeout, send=send,
         after_commit=lambda: announce(channels.wake, ""),
         delivery_changed=lambda event_id: announce(channels.deliveries, event_id),
     )

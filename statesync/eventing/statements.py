@@ -96,6 +96,23 @@ def promote_heads(keys: Sequence[str], now: datetime) -> sa.Executable:
             .values(status=Status.PENDING, next_attempt_at=now, updated_at=now))
 
 
+def hand_over(keys: Sequence[str], now: datetime, lease_until: datetime) -> sa.Executable:
+    """:func:`promote_heads`, but straight to ``dispatched`` with a dispatch lease, for the
+    worker that freed the key to send itself (no relay round in between); returns the
+    ``(event_id, handler)`` of each. A send that never arrives is what the lease is for:
+    the relay sends it again once it runs out, as it does any unstarted dispatch."""
+    heads = (sa.select(deliveries.c.ordering_key, sa.func.min(deliveries.c.event_seq))
+             .where(deliveries.c.ordering_key.in_(sorted(set(keys))),
+                    deliveries.c.status.not_in(sorted(FINISHED)))
+             .group_by(deliveries.c.ordering_key))
+    return (sa.update(deliveries)
+            .where(sa.tuple_(deliveries.c.ordering_key, deliveries.c.event_seq).in_(heads),
+                   deliveries.c.status == Status.WAITING)
+            .values(status=Status.DISPATCHED, next_attempt_at=now, updated_at=now,
+                    lease_expires_at=lease_until)
+            .returning(deliveries.c.event_id, deliveries.c.handler))
+
+
 def _keyed(pairs: Sequence[tuple[str, str]]) -> sa.ColumnElement[bool]:
     return sa.tuple_(deliveries.c.event_id, deliveries.c.handler).in_(list(pairs))
 

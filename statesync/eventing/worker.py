@@ -18,7 +18,7 @@ import contextlib
 import logging
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from statesync import documents as docs
 from statesync.change import ChangeEventPayload
 from statesync.eventing import metrics
 from statesync.eventing import statements as ev
+from statesync.eventing.broker import Pair
 from statesync.eventing.handlers import Event, Handler, Handlers
 from statesync.eventing.lifecycle import Status, after_failure
 from statesync.logs import REQUEST_ID
@@ -107,6 +108,10 @@ class DeliveryWorker:
     max_id_length: int = 256
     after_commit: Callable[[], None] = lambda: None  # wakes the sequencer
     delivery_changed: Callable[[str], None] = lambda event_id: None  # wakes `event(id)` watchers
+    # Sends deliveries to the broker. With one, an ordered delivery's end hands its key's
+    # next delivery to the broker itself, a relay round sooner; without, the relay does.
+    send: Callable[[Sequence[Pair]], None] | None = None
+    dispatch_timeout: float = 10.0
 
     def deliver(self, event_id: str, handler_name: str) -> str:
         """Run one attempt; returns the delivery's status afterwards (or why it was skipped)."""
@@ -195,10 +200,28 @@ class DeliveryWorker:
         if finishing and run.ordering_key is not None:
             connection.execute(ev.lock_keys([run.ordering_key]))
 
-    @staticmethod
-    def _free_key(connection: sa.Connection, run: _Run, finishing: bool, now: datetime) -> None:
-        if finishing and run.ordering_key is not None:
+    def _free_key(self, connection: sa.Connection, run: _Run, finishing: bool,
+                  now: datetime) -> list[Pair]:
+        """Let the key's next delivery go; returns it when it is this worker's to send."""
+        if not finishing or run.ordering_key is None:
+            return []
+        if self.send is None:
             connection.execute(ev.promote_heads([run.ordering_key], now))
+            return []
+        lease = now + timedelta(seconds=self.dispatch_timeout)
+        rows = connection.execute(ev.hand_over([run.ordering_key], now, lease)).all()
+        return [(str(row.event_id), row.handler) for row in rows]
+
+    def _hand(self, pairs: list[Pair]) -> None:
+        """After the commit that made them dispatched: a send lost here is sent again by the
+        relay once their dispatch lease runs out, so it costs time, never the delivery."""
+        if not pairs or self.send is None:
+            return
+        try:
+            self.send(pairs)
+        except Exception as exc:
+            log.warning("could not hand %d ordered deliveries to the broker (%s); the relay "
+                        "sends them once their dispatch lease runs out", len(pairs), exc)
 
     def _succeed(self, event: Event, handler_name: str, run: _Run, tx: StagedTx) -> str:
         event_id = event.id
@@ -221,8 +244,10 @@ class DeliveryWorker:
                 lease_expires_at=None, last_error=None))
             connection.execute(ev.finish_attempt(event_id, handler_name, run.record, now,
                                                 Status.SUCCEEDED))
-            self._free_key(connection, run, True, now)
-            connection.execute(ev.notify_relay())  # an ordered successor may be due now
+            handed = self._free_key(connection, run, True, now)
+            if run.ordering_key is not None and self.send is None:
+                connection.execute(ev.notify_relay())  # an ordered successor may be due now
+        self._hand(handed)
         if tx.writes:
             self.after_commit()
         return "succeeded"
@@ -247,7 +272,8 @@ class DeliveryWorker:
                 next_attempt_at=now + handler.retry_delay(attempt)))
             connection.execute(ev.finish_attempt(event_id, handler_name, run.record, now, status,
                                                 error))
-            self._free_key(connection, run, dead, now)  # a dead event does not block the rest
+            handed = self._free_key(connection, run, dead, now)  # a dead one blocks nothing
             connection.execute(ev.notify_relay())
+        self._hand(handed)
         return status
 

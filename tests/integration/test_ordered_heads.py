@@ -1,5 +1,6 @@
 """An ordered handler's deliveries wait behind their key's head: only heads are due, the
-next one becomes due in the transaction that ends its head, and the relay's due query
+next one becomes due in the transaction that ends its head (sent by that worker itself
+when it has a broker), and the relay's due query
 stays a range of the due index however long the line behind the heads is."""
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from statesync.config import Settings, asyncpg_url
-from statesync.eventing.celery_app import build_worker
+from statesync.eventing.broker import CeleryBroker
+from statesync.eventing.celery_app import build_worker, create_celery
 from statesync.eventing.entry import build_relay
 from statesync.eventing.relay import Relay
 from statesync.eventing.statements import due_deliveries
@@ -130,3 +132,33 @@ def _walk(node: dict[str, Any]) -> Any:
     yield node
     for child in node.get("Plans", ()):
         yield from _walk(child)
+
+
+async def test_a_worker_that_ends_a_head_sends_the_next_itself(
+        ordered_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
+    await sent(ordered_settings)  # what earlier tests left in the queue
+    await emit_events(ordered_settings, ["a", "a", "a"])
+    await drain(relay)
+    [first] = await sent(ordered_settings)
+    broker = CeleryBroker(create_celery(ordered_settings))
+    worker = build_worker(ordered_settings, send=broker.send)
+    try:
+        assert await asyncio.to_thread(worker.deliver, first, HANDLER) == "succeeded"
+        # No relay round since: the worker made the next "a" dispatched and sent it.
+        statuses = await by_status(db)
+        assert [key for key, _ in statuses["dispatched"]] == ["a"]
+        assert [key for key, _ in statuses["waiting"]] == ["a"]
+        assert "pending" not in statuses
+        [second] = await sent(ordered_settings)
+        lease = await db.fetchval("SELECT lease_expires_at FROM statesync_deliveries "
+                                  "WHERE event_id = $1", second)
+        assert lease is not None and lease > datetime.now(UTC)  # the relay resends it if lost
+        assert second != first
+        assert await asyncio.to_thread(worker.deliver, second, HANDLER) == "succeeded"
+        [third] = await sent(ordered_settings)
+        assert await asyncio.to_thread(worker.deliver, third, HANDLER) == "succeeded"
+        assert (await by_status(db)).keys() == {"succeeded"}
+        assert await sent(ordered_settings) == []  # the key's end hands nothing on
+    finally:
+        broker.close()
+        worker.engine.dispose()
