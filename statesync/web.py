@@ -19,7 +19,10 @@ from statesync.models import ModelSpec
 CLIENT_DIR = Path(str(files("statesync._client")))
 DEMO_DIR = Path(str(files("statesync.demo")))
 CONSOLE_DIR = Path(str(files("statesync.console")))
-CONSOLE_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}  # nothing else
+# The pages' files, served by name: not the folders' Python (seed.py, __init__.py).
+CONSOLE_ASSETS = ("console.js", "console.css")
+DEMO_ASSETS = ("board.js", "board.css")
+PAGE_ASSETS = {"js": "text/javascript", "css": "text/css"}
 DEMO_MODELS = {"Order", "Product"}
 # The client's modules, served by name: not the folder's tests or packaging files.
 CLIENT_MODULES = ("statesync.js", "durable.js", "tabs.js")
@@ -50,7 +53,7 @@ def static_routes(specs: list[ModelSpec], *, demo: bool, graphiql: bool = False,
 
         async def console_asset(request: Request) -> Response:
             name = request.url.path.rsplit("/", 1)[-1]
-            return FileResponse(CONSOLE_DIR / name, media_type=CONSOLE_ASSETS[name])
+            return FileResponse(CONSOLE_DIR / name, media_type=PAGE_ASSETS[name.rsplit(".", 1)[1]])
 
         routes.append(Route("/console", console_page))
         routes += [Route(f"/console/assets/{name}", console_asset) for name in CONSOLE_ASSETS]
@@ -59,7 +62,12 @@ def static_routes(specs: list[ModelSpec], *, demo: bool, graphiql: bool = False,
         async def board(request: Request) -> Response:
             return FileResponse(DEMO_DIR / "index.html")
 
-        routes += [Route("/", board), Mount("/demo", StaticFiles(directory=DEMO_DIR), name="demo")]
+        async def board_asset(request: Request) -> Response:
+            name = request.url.path.rsplit("/", 1)[-1]
+            return FileResponse(DEMO_DIR / name, media_type=PAGE_ASSETS[name.rsplit(".", 1)[1]])
+
+        routes.append(Route("/", board))
+        routes += [Route(f"/demo/{name}", board_asset) for name in DEMO_ASSETS]
     else:
 
         async def home(request: Request) -> Response:

@@ -37,6 +37,7 @@ async def test_the_demo_board_needs_the_demo_schema(settings: Settings,
     async with serve(demo, demo_models) as running, httpx.AsyncClient(base_url=running.base_url) as http:
         assert "order board" in (await http.get("/")).text
         assert (await http.get("/demo/board.js")).status_code == 200
+        assert (await http.get("/demo/seed.py")).status_code == 404  # only the page's files
     products_only = [spec for spec in demo_models if spec.name == "Product"]
     async with serve(demo, products_only) as running, httpx.AsyncClient(base_url=running.base_url) as http:
         assert (await http.get("/")).status_code == 307
