@@ -82,18 +82,36 @@ def lock_keys(keys: Sequence[str]) -> sa.Executable:
     return _LOCK_KEYS.bindparams(namespace=ORDERING_LOCKS, keys=sorted(set(keys)))
 
 
+# Each key's head (its first unfinished delivery), read as the first row of the key in the
+# ordering index: a LIMIT 1 per key, however long the line behind it (min() per key, or
+# DISTINCT ON, read every waiting row of the key: 7 ms on a 10k line, growing with it).
+_HEAD_OF_EACH_KEY = f"""
+FROM unnest(CAST(:keys AS text[])) AS k(key)
+CROSS JOIN LATERAL (
+    SELECT event_id, handler, status FROM statesync_deliveries
+    WHERE ordering_key = k.key AND status NOT IN ('{Status.SUCCEEDED}', '{Status.DEAD}')
+    ORDER BY event_seq LIMIT 1
+) head
+WHERE d.event_id = head.event_id AND d.handler = head.handler AND head.status = '{Status.WAITING}'
+"""
+_PROMOTE_HEADS = sa.text(
+    f"UPDATE statesync_deliveries d SET status = '{Status.PENDING}', next_attempt_at = :now,"
+    f" updated_at = :now {_HEAD_OF_EACH_KEY}")
+_HAND_OVER = sa.text(
+    f"UPDATE statesync_deliveries d SET status = '{Status.DISPATCHED}', next_attempt_at = :now,"
+    f" updated_at = :now, lease_expires_at = :lease {_HEAD_OF_EACH_KEY}"
+    " RETURNING d.event_id, d.handler")
+
+
+def _moments(**values: datetime) -> list[sa.BindParameter[Any]]:
+    return [sa.bindparam(name, value, type_=sa.DateTime(timezone=True))
+            for name, value in values.items()]
+
+
 def promote_heads(keys: Sequence[str], now: datetime) -> sa.Executable:
     """For each of ``keys``, its first unfinished delivery becomes due if it was waiting.
     Run under :func:`lock_keys` after anything that may have changed a key's head."""
-    # (ordering_key, event_seq) names one delivery: the key carries the handler's name.
-    heads = (sa.select(deliveries.c.ordering_key, sa.func.min(deliveries.c.event_seq))
-             .where(deliveries.c.ordering_key.in_(sorted(set(keys))),
-                    deliveries.c.status.not_in(sorted(FINISHED)))
-             .group_by(deliveries.c.ordering_key))
-    return (sa.update(deliveries)
-            .where(sa.tuple_(deliveries.c.ordering_key, deliveries.c.event_seq).in_(heads),
-                   deliveries.c.status == Status.WAITING)
-            .values(status=Status.PENDING, next_attempt_at=now, updated_at=now))
+    return _PROMOTE_HEADS.bindparams(*_moments(now=now), keys=sorted(set(keys)))
 
 
 def hand_over(keys: Sequence[str], now: datetime, lease_until: datetime) -> sa.Executable:
@@ -101,16 +119,7 @@ def hand_over(keys: Sequence[str], now: datetime, lease_until: datetime) -> sa.E
     worker that freed the key to send itself (no relay round in between); returns the
     ``(event_id, handler)`` of each. A send that never arrives is what the lease is for:
     the relay sends it again once it runs out, as it does any unstarted dispatch."""
-    heads = (sa.select(deliveries.c.ordering_key, sa.func.min(deliveries.c.event_seq))
-             .where(deliveries.c.ordering_key.in_(sorted(set(keys))),
-                    deliveries.c.status.not_in(sorted(FINISHED)))
-             .group_by(deliveries.c.ordering_key))
-    return (sa.update(deliveries)
-            .where(sa.tuple_(deliveries.c.ordering_key, deliveries.c.event_seq).in_(heads),
-                   deliveries.c.status == Status.WAITING)
-            .values(status=Status.DISPATCHED, next_attempt_at=now, updated_at=now,
-                    lease_expires_at=lease_until)
-            .returning(deliveries.c.event_id, deliveries.c.handler))
+    return _HAND_OVER.bindparams(*_moments(now=now, lease=lease_until), keys=sorted(set(keys)))
 
 
 def _keyed(pairs: Sequence[tuple[str, str]]) -> sa.ColumnElement[bool]:

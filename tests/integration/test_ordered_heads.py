@@ -23,7 +23,7 @@ from statesync.eventing.broker import CeleryBroker
 from statesync.eventing.celery_app import build_worker, create_celery
 from statesync.eventing.entry import build_relay
 from statesync.eventing.relay import Relay
-from statesync.eventing.statements import due_deliveries
+from statesync.eventing.statements import due_deliveries, hand_over, promote_heads
 from tests.integration.conftest import emit_events
 from tests.integration.test_relay import HANDLERS
 
@@ -126,6 +126,26 @@ async def test_the_due_query_scans_no_waiting_row(
     scans = [n for n in nodes if "Scan" in n["Node Type"]]
     assert [n.get("Index Name") for n in scans] == ["statesync_deliveries_due"], scans
     assert sum(n["Actual Rows"] for n in scans) <= 200  # none of the 100k waiting rows
+
+    # Letting the key's next one go reads the key's first row, not its line.
+    now = datetime.now(UTC)
+    values = {"keys": ["ordered_sink||hot"], "now": now, "lease": now}
+    for letting_go in (promote_heads(["ordered_sink||hot"], now),
+                       hand_over(["ordered_sink||hot"], now, now)):
+        sql, args = str(letting_go), []
+        for name, value in values.items():  # :name as asyncpg's $n
+            if f":{name}" in sql:
+                args.append(value)
+                sql = sql.replace(f":{name}", f"${len(args)}")
+        undone = db.transaction()  # EXPLAIN ANALYZE runs the UPDATE: keep nothing of it
+        await undone.start()
+        try:
+            plan = orjson.loads(await db.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args))
+        finally:
+            await undone.rollback()
+        scans = [n for n in _walk(plan[0]["Plan"]) if "Scan" in n["Node Type"]]
+        assert "Seq Scan" not in {n["Node Type"] for n in scans}, scans
+        assert sum(n.get("Actual Rows", 0) for n in scans) <= 3, scans
 
 
 def _walk(node: dict[str, Any]) -> Any:
