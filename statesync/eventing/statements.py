@@ -20,7 +20,8 @@ def lazy_commit() -> sa.Executable:
     """This transaction's commit need not wait for the disk. For bookkeeping whose loss in
     a PostgreSQL crash only repeats work the delivery rows make harmless (a fan-out done
     again, a task sent again, a claim taken again), never for a handler's success. A later
-    durable commit flushes it too, so what depends on it is never durable without it."""
+    durable commit flushes it too, so what depends on it is never durable without it.
+    (The worker's claim does the same within its own statement: :func:`claim`.)"""
     return sa.text("SET LOCAL synchronous_commit TO OFF")
 
 
@@ -166,9 +167,12 @@ WITH locked AS (
            :now
     FROM claimed c
     RETURNING attempt
+), lazy AS (
+    -- lazy_commit() in the same round trip: a claim lost in a crash is only taken again.
+    SELECT set_config('synchronous_commit', 'off', true) AS commit_mode
 )
 SELECT c.attempts AS attempt, c.ordering_key, r.attempt AS record, o.*
-FROM claimed c CROSS JOIN recorded r JOIN statesync_outbox o ON o.id = c.event_id
+FROM claimed c CROSS JOIN recorded r CROSS JOIN lazy JOIN statesync_outbox o ON o.id = c.event_id
 """)
 
 
@@ -214,6 +218,38 @@ def expired_documents(now: datetime, limit: int) -> sa.Select[Any]:
         .order_by(documents.c.expires_at)
         .limit(limit)
     )
+
+
+_SUCCEED = sa.text(f"""
+WITH owned AS (
+    -- The row lock first, then the test, as in the claim: only the attempt that still owns
+    -- the delivery (running, this attempt number) may end it.
+    SELECT event_id, handler FROM statesync_deliveries
+    WHERE event_id = CAST(:event_id AS uuid) AND handler = :handler
+      AND status = '{Status.RUNNING}' AND attempts = :attempt
+    FOR UPDATE
+), done AS (
+    UPDATE statesync_deliveries d
+    SET status = '{Status.SUCCEEDED}', updated_at = :now, finished_at = :now,
+        lease_expires_at = NULL, last_error = NULL
+    FROM owned o WHERE d.event_id = o.event_id AND d.handler = o.handler
+    RETURNING d.event_id
+), recorded AS (
+    UPDATE statesync_attempts a SET finished_at = :now, outcome = '{Status.SUCCEEDED}'
+    FROM done WHERE a.event_id = done.event_id AND a.handler = :handler AND a.attempt = :record
+)
+SELECT count(*) AS ended FROM done
+""")
+
+
+def succeed(event_id: str, handler: str, attempt: int, record: int,
+            now: datetime) -> sa.Executable:
+    """End a running attempt as succeeded, with its history row, in one statement; returns
+    ``ended`` 0 when the attempt no longer owns the delivery (its lease ran out and another
+    took over), and the caller then rolls back whatever it wrote."""
+    return _SUCCEED.bindparams(
+        sa.bindparam("now", now, type_=sa.DateTime(timezone=True)),
+        event_id=event_id, handler=handler, attempt=attempt, record=record)
 
 
 def finish_attempt(event_id: str, handler: str, attempt: int, now: datetime, outcome: str,

@@ -180,7 +180,6 @@ class DeliveryWorker:
     def _claim(self, event_id: str, handler_name: str) -> tuple[Event, _Run] | None:
         now = datetime.now(UTC)
         with self.engine.begin() as connection:
-            connection.execute(ev.lazy_commit())
             row = connection.execute(ev.claim(
                 event_id, handler_name, now,
                 now + timedelta(seconds=self.handler_timeout))).first()
@@ -227,8 +226,13 @@ class DeliveryWorker:
         event_id = event.id
         with self.engine.begin() as connection:
             self._lock_key(connection, run, finishing=True)
-            if not self._owned(connection, event_id, handler_name, run.attempt):
+            now = datetime.now(UTC)
+            ended = connection.execute(ev.succeed(event_id, handler_name, run.attempt,
+                                                  run.record, now)).scalar_one()
+            if not ended:
                 return "superseded"  # the lease expired and another attempt took over
+            # The handler's writes commit with the success, or neither does: a write that
+            # is refused raises here and rolls the success back with it.
             for write in tx.writes:
                 run_sync(connection, commit_steps(
                     self.models, write, caused_by=event_id, request_id=event.request_id,
@@ -238,12 +242,6 @@ class DeliveryWorker:
                                                 request_id=event.request_id,
                                                 max_id_length=self.max_id_length,
                                                 models=self.models))
-            now = datetime.now(UTC)
-            connection.execute(ev.set_delivery(
-                event_id, handler_name, status=Status.SUCCEEDED, updated_at=now, finished_at=now,
-                lease_expires_at=None, last_error=None))
-            connection.execute(ev.finish_attempt(event_id, handler_name, run.record, now,
-                                                Status.SUCCEEDED))
             handed = self._free_key(connection, run, True, now)
             if run.ordering_key is not None and self.send is None:
                 connection.execute(ev.notify_relay())  # an ordered successor may be due now

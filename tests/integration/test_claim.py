@@ -93,3 +93,31 @@ def test_a_claim_waits_for_the_relays_dispatch_to_commit(settings: Settings) -> 
         assert len(claimed) == 1 and claimed[0] is not None
     finally:
         engine.dispose()
+
+
+def test_a_claim_commits_without_waiting_for_the_disk_and_a_success_waits(
+        settings: Settings) -> None:
+    """The claim is bookkeeping a crash only repeats (lazy_commit, within the claim itself);
+    the transaction of a success, which carries the handler's writes, is durable."""
+    engine = create_engine(psycopg_url(settings.database_url or ""))
+    try:
+        with engine.begin() as connection:
+            event_id = delivery(connection, str(Status.DISPATCHED), 0, None)
+        with engine.begin() as connection:
+            claimed = connection.execute(ev.claim(
+                event_id, "h", NOW, NOW + timedelta(seconds=10))).first()
+            assert claimed is not None
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        with engine.begin() as connection:
+            ended = connection.execute(ev.succeed(event_id, "h", claimed.attempt,
+                                                  claimed.record, NOW)).scalar_one()
+            assert ended == 1
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+            history = connection.exec_driver_sql(
+                "SELECT outcome FROM statesync_attempts WHERE event_id = %s", (event_id,)).scalar()
+        assert history == "succeeded"
+        with engine.begin() as connection:  # a second end of the same attempt owns nothing
+            assert connection.execute(ev.succeed(event_id, "h", claimed.attempt,
+                                                 claimed.record, NOW)).scalar_one() == 0
+    finally:
+        engine.dispose()
