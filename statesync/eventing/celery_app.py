@@ -54,6 +54,7 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a broker outage is waited out, never fatal
         broker_transport_options=_transport_options(settings),
+        **_transport(settings),
         worker_hijack_root_logger=False,
         beat_schedule={
             "sweep-expired": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_interval)},
@@ -111,6 +112,15 @@ def _serve_metrics(port: int, host: str) -> None:
 
     worker_init.connect(serve, weak=False)
     worker_process_shutdown.connect(forget, weak=False)
+
+
+def _transport(settings: Settings) -> dict[str, Any]:
+    """Redis through statesync.eventing.redis_transport (a worker that survives the broker
+    going away); any other broker (rediss:// included, whose TLS kombu picks by scheme)
+    through its own kombu transport."""
+    if (settings.broker_url or settings.redis_url or "").startswith("redis://"):
+        return {"broker_transport": "statesync.eventing.redis_transport:Transport"}
+    return {}
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:

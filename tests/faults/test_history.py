@@ -83,10 +83,18 @@ async def priced(db: asyncpg.Connection, ids: list[str]) -> bool:
 
 
 async def all_priced_within(db: asyncpg.Connection, load: Load, what: str) -> float:
-    """Every order acknowledged so far priced; how long it took, from now."""
+    """Every order acknowledged so far priced; how long it took, from now. A timeout says
+    which deliveries were left and where."""
     start = asyncio.get_running_loop().time()
     ids = list(load.acked)
-    await eventually(lambda: priced(db, ids), timeout=RECOVERY + 20, what=what)
+    try:
+        await eventually(lambda: priced(db, ids), timeout=RECOVERY + 20, what=what)
+    except AssertionError as timed_out:
+        left = await db.fetch(
+            "SELECT o.key, d.status, d.attempts, d.last_error, d.lease_expires_at"
+            " FROM statesync_deliveries d JOIN statesync_outbox o ON o.id = d.event_id"
+            " WHERE d.status <> 'succeeded' ORDER BY o.seq LIMIT 10")
+        raise AssertionError(f"{timed_out}; unfinished: {[dict(r) for r in left]}") from None
     return asyncio.get_running_loop().time() - start
 
 
