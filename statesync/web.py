@@ -33,6 +33,19 @@ def demo_fits(specs: list[ModelSpec]) -> bool:
     return {spec.name for spec in specs} >= DEMO_MODELS
 
 
+def _page(path: str, assets: str, folder: Path, names: tuple[str, ...]) -> list[BaseRoute]:
+    """A page (``folder``/index.html at ``path``) and its named files under ``assets``."""
+
+    async def page(request: Request) -> Response:
+        return FileResponse(folder / "index.html")
+
+    async def asset(request: Request) -> Response:
+        name = request.url.path.rsplit("/", 1)[-1]
+        return FileResponse(folder / name, media_type=PAGE_ASSETS[name.rsplit(".", 1)[1]])
+
+    return [Route(path, page), *(Route(f"{assets}/{name}", asset) for name in names)]
+
+
 def static_routes(specs: list[ModelSpec], *, demo: bool, graphiql: bool = False,
                   console: bool = False) -> list[BaseRoute]:
     async def client_module(request: Request) -> Response:
@@ -47,27 +60,9 @@ def static_routes(specs: list[ModelSpec], *, demo: bool, graphiql: bool = False,
         routes.append(Mount(GRAPHIQL_PREFIX.rstrip("/"), StaticFiles(directory=GRAPHIQL_VENDOR),
                             name="graphiql"))
     if console:  # the page is static; what it shows is the admin's, asked of the API
-
-        async def console_page(request: Request) -> Response:
-            return FileResponse(CONSOLE_DIR / "index.html")
-
-        async def console_asset(request: Request) -> Response:
-            name = request.url.path.rsplit("/", 1)[-1]
-            return FileResponse(CONSOLE_DIR / name, media_type=PAGE_ASSETS[name.rsplit(".", 1)[1]])
-
-        routes.append(Route("/console", console_page))
-        routes += [Route(f"/console/assets/{name}", console_asset) for name in CONSOLE_ASSETS]
+        routes += _page("/console", "/console/assets", CONSOLE_DIR, CONSOLE_ASSETS)
     if demo and demo_fits(specs):
-
-        async def board(request: Request) -> Response:
-            return FileResponse(DEMO_DIR / "index.html")
-
-        async def board_asset(request: Request) -> Response:
-            name = request.url.path.rsplit("/", 1)[-1]
-            return FileResponse(DEMO_DIR / name, media_type=PAGE_ASSETS[name.rsplit(".", 1)[1]])
-
-        routes.append(Route("/", board))
-        routes += [Route(f"/demo/{name}", board_asset) for name in DEMO_ASSETS]
+        routes += _page("/", "/demo", DEMO_DIR, DEMO_ASSETS)
     else:
 
         async def home(request: Request) -> Response:
