@@ -132,11 +132,12 @@ class Runtime:
                         raise ServiceUnavailable("the commit kept deadlocking with concurrent "
                                                  "commits; retry", retryable=True) from None
         metrics.COMMITS.labels(write.model, "REPLAYED" if result.replayed else result.op).inc()
-        commit_log.debug("%s %s %s v%d%s", result.op, write.model, result.id, result.version,
-                         " (replayed)" if result.replayed else "", extra={
-                             "model": write.model, "document_id": result.id,
-                             "mutation_id": mutation_id,
-                             "event_id": result.event_ids[0] if result.event_ids else None})
+        if commit_log.isEnabledFor(logging.DEBUG):  # the commit path: no line, no work
+            commit_log.debug("%s %s %s v%d%s", result.op, write.model, result.id,
+                             result.version, " (replayed)" if result.replayed else "", extra={
+                                 "model": write.model, "document_id": result.id,
+                                 "mutation_id": mutation_id,
+                                 "event_id": result.event_ids[0] if result.event_ids else None})
         if not result.replayed:
             await self.wake_sequencer()
         return result

@@ -22,6 +22,7 @@ from strawberry.dataloader import DataLoader
 
 from statesync.access import Access, ModelAccess
 from statesync.api.quotas import Quotas
+from statesync.errors import Forbidden
 from statesync.identity import Identity
 from statesync.runtime import Runtime
 from statesync.store import reads
@@ -42,6 +43,12 @@ class Context:
         self.slots = asyncio.Semaphore(self.runtime.settings.db_connections_per_client)
         self._snapshot_turn = asyncio.Lock()
         self._referenced = {}
+
+    def require_admin(self, what: str) -> None:
+        """Refuse a root field that is the admin's (the permissions layer refuses it before
+        execution too; this holds when a resolver is reached some other way)."""
+        if self.access is not None:
+            raise Forbidden(f"{what} is for the admin", field=what)
 
     def referenced(self, model: str) -> DataLoader[str, dict[str, Any] | None]:
         """Loads the documents references name, as this client may see them: every load in

@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 
 from statesync.api.context import Context
 from statesync.change import document_from_json
-from statesync.errors import BadInput, Forbidden, NotFound
+from statesync.errors import BadInput, NotFound
 from statesync.eventing import reads
 from statesync.eventing.lifecycle import FINISHED, Status
 
@@ -116,11 +116,6 @@ def _payload(ctx: Context, row: Any) -> Any:
     return payload
 
 
-def _admin_only(ctx: Context, what: str) -> None:
-    if ctx.access is not None:
-        raise Forbidden(f"{what} is for the admin", field=what)
-
-
 def _event_id(id: str) -> str:
     try:
         return str(uuid.UUID(id))
@@ -155,7 +150,7 @@ class EventQueries:
         if not 0 <= first <= MAX_EVENTS_PAGE:
             raise BadInput(f"first must be between 0 and {MAX_EVENTS_PAGE}", field="first")
         ctx = _context(info)
-        _admin_only(ctx, "events")
+        ctx.require_admin("events")
         async with ctx.connect() as connection:
             rows = await reads.events(connection, event_type=type, key=key,
                                       status=status.value if status else None,
@@ -168,7 +163,7 @@ class EventQueries:
         if not 0 <= first <= MAX_EVENTS_PAGE:
             raise BadInput(f"first must be between 0 and {MAX_EVENTS_PAGE}", field="first")
         ctx = _context(info)
-        _admin_only(ctx, "deliveries")
+        ctx.require_admin("deliveries")
         async with ctx.connect() as connection:
             rows = await reads.deliveries(connection, status=status.value if status else None,
                                           handler=handler, limit=first)
@@ -185,7 +180,7 @@ class EventMutations:
         if payload is not None and not isinstance(payload, dict):
             raise BadInput("payload must be a JSON object", field="payload")
         ctx = _context(info)
-        _admin_only(ctx, "emitEvent")
+        ctx.require_admin("emitEvent")
         ctx.quotas.commit(ctx.identity)
         async with ctx.share():
             emitted = await ctx.runtime.emit(type, key, payload or {}, mutation_id=mutation_id,
@@ -196,7 +191,7 @@ class EventMutations:
     async def redeliver_event(self, info: strawberry.Info, id: strawberry.ID,
                               handler: str | None = None) -> Event:
         ctx = _context(info)
-        _admin_only(ctx, "redeliverEvent")
+        ctx.require_admin("redeliverEvent")
         async with ctx.share():
             handlers = await ctx.runtime.redeliver(_event_id(id), handler)
         if not handlers:

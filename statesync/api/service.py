@@ -6,7 +6,6 @@ from __future__ import annotations
 import strawberry
 
 from statesync.api.context import Context
-from statesync.errors import Forbidden
 from statesync.eventing import reads as eventing_reads
 from statesync.eventing.lifecycle import Status
 from statesync.store import locks, reads
@@ -43,8 +42,7 @@ class ServiceQueries:
     @strawberry.field(description="The service's state: roles, feed, outbox (the admin's).")
     async def service(self, info: strawberry.Info) -> Service:
         ctx: Context = info.context
-        if ctx.access is not None:
-            raise Forbidden("service is for the admin", field="service")
+        ctx.require_admin("service")
         runtime = ctx.runtime
         async with ctx.connect() as connection:
             head, _ = await reads.feed_bounds(connection)

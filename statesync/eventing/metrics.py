@@ -12,8 +12,15 @@ from __future__ import annotations
 import logging
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
-from prometheus_client import start_http_server as _start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +43,9 @@ def serve(port: int, host: str) -> None:
     """Expose this process's figures, or its pool's under ``PROMETHEUS_MULTIPROC_DIR``, on
     ``host`` (STATESYNC_HOST): unauthenticated, like most exporters, so bind it where only
     the scraper reaches."""
-    registry = None
+    registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    if registry is None:
-        _start_http_server(port, host)
-    else:
-        _start_http_server(port, host, registry=registry)
+    start_http_server(port, host, registry=registry)
     log.info("metrics at http://%s:%d/metrics", host, port)

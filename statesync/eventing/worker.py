@@ -130,8 +130,9 @@ class DeliveryWorker:
             with metrics.HANDLER_SECONDS.labels(handler_name).time():
                 status = self._attempt(handler, event, run, event_id, handler_name)
             metrics.ATTEMPTS.labels(handler_name, status).inc()
-            log.debug("handler %s on event %s (attempt %d): %s", handler_name, event_id,
-                      run.attempt, status, extra=_about(event))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("handler %s on event %s (attempt %d): %s", handler_name, event_id,
+                          run.attempt, status, extra=_about(event))
             return status
         finally:
             REQUEST_ID.reset(token)
