@@ -174,10 +174,14 @@ async def test_events_of_documents_the_reader_can_see(api: RunningServer, as_: C
     created = await ann.data('mutation { createOrder(id: "o1", input: {items: [{sku: "tea", qty: 1}], '
                              'note: "ring"}) { eventIds } }')
     event_id = created["createOrder"]["eventIds"][0]
-    query = "query($id: ID!) { event(id: $id) { type key payload deliveries { handler lastError } } }"
+    query = ("query($id: ID!) { event(id: $id) { type key payload requestId "
+             "deliveries { handler lastError } } }")
     mine = (await ann.data(query, {"id": event_id}))["event"]
     assert (mine["type"], mine["key"]) == ("Order.created", "o1")
     assert mine["payload"]["document"]["note"] == "ring"
+    # The request id is kept (the admin sees it) but is the admin's: a role sees none.
+    assert mine["requestId"] is None
+    assert (await as_(admin=True).data(query, {"id": event_id}))["event"]["requestId"]
     assert (await bob.data(query, {"id": event_id}))["event"] is None
     async with Subscriptions.connect(api.ws_url, {
             "headers": {"authorization": f"Bearer {token('bob', 'customer')}"}}) as subs:
