@@ -207,17 +207,22 @@ def test_connections_over_the_limit_are_refused(strict: Api) -> None:
         assert receive(ws)["payload"] == {"data": {"__typename": "Query"}}
 
 
-def test_an_event_stream_that_is_not_read_is_cut_off_and_forgotten(strict: Api) -> None:
+@pytest.mark.parametrize(("prefix", "accept"), [
+    ("sse", b"text/event-stream"),
+    ("multipart", b'multipart/mixed;boundary="graphql";subscriptionSpec=1.0,application/json'),
+], ids=["server-sent-events", "multipart"])
+def test_a_streamed_subscription_that_is_not_read_is_cut_off_and_forgotten(
+        strict: Api, prefix: str, accept: bytes) -> None:
     blob = {"blob": "x" * 20_000}
     for n in range(400):  # 8 MB: more than the kernel's socket buffers hold on loopback
         strict.data("mutation($input: GaugeInput!, $id: ID) { createGauge(id: $id, input: $input) "
-                    "{ id } }", {"id": f"sse-{n}", "input": {"name": f"sse-{n}", "meta": blob}})
-    body = orjson.dumps({"query": 'subscription { gauges(where: {name: {beginsWith: "sse-"}}) '
+                    "{ id } }", {"id": f"{prefix}-{n}", "input": {"name": f"{prefix}-{n}", "meta": blob}})
+    body = orjson.dumps({"query": f'subscription {{ gauges(where: {{name: {{beginsWith: "{prefix}-"}}}}) '
                                   '{ op documents { meta } } }'})
     connection = tcp(strict)
     try:  # a snapshot never read
         host = strict.base_url.removeprefix("http://").encode()
-        connection.sendall(b"POST /graphql HTTP/1.1\r\nhost: " + host + b"\r\naccept: text/event-stream\r\n"
+        connection.sendall(b"POST /graphql HTTP/1.1\r\nhost: " + host + b"\r\naccept: " + accept + b"\r\n"
                            b"content-type: application/json\r\ncontent-length: "
                            + str(len(body)).encode() + b"\r\n\r\n" + body)
         deadline = time.monotonic() + WAIT
