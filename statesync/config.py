@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="Subscription snapshots and replays read at once per process; "
                     "the others queue, so commits keep their connections.",
     )
+    bulk_work_share: float = Field(
+        default=0.1, gt=0, le=1,
+        description="Share of the process's time that bulk work (rendering snapshot chunks, "
+                    "preparing documents the cache has not seen) may take while requests are "
+                    "being answered; alone, it runs back to back.",
+    )
     max_query_tokens: int = Field(
         default=2000, ge=100,
         description="Lexical tokens in one GraphQL document (GraphiQL's introspection takes ~200).",
