@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 
 
 class Pacer:
-    def __init__(self, share: float = 1 / 4) -> None:
+    def __init__(self, share: float) -> None:
         if not 0 < share <= 1:
             raise ValueError("share must be in (0, 1]")
         self.share = share

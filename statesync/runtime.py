@@ -58,9 +58,9 @@ class Runtime:
     hub: Hub
     sequencer: Sequencer
     models: Mapping[str, Model]
+    pacer: Pacer
     delivery_changes: DeliveryChanges = field(default_factory=DeliveryChanges)
     snapshot_slots: asyncio.Semaphore = field(default_factory=asyncio.Semaphore)
-    pacer: Pacer = field(default_factory=Pacer)
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
