@@ -34,6 +34,7 @@ from statesync.demo.seed import seed_when_listening
 from statesync.errors import StatesyncError
 from statesync.eventing import reads as eventing_reads
 from statesync.eventing.lifecycle import Status
+from statesync.fair import FairSlots
 from statesync.feed.bus import listen
 from statesync.feed.channels import Channels
 from statesync.feed.hub import Hub
@@ -92,7 +93,7 @@ async def running(settings: Settings, specs: list[ModelSpec], *,
     sequencer = Sequencer(feed_engine, redis, channels, settings.feed_poll_interval)
     runtime = Runtime(settings, engine, feed_engine, redis, channels, hub, sequencer,
                       model_table(specs), Pacer(settings.bulk_work_share),
-                      snapshot_slots=asyncio.Semaphore(settings.max_concurrent_snapshots))
+                      snapshot_slots=FairSlots(settings.max_concurrent_snapshots))
     try:
         async with contextlib.AsyncExitStack() as companions_running, asyncio.TaskGroup() as group:
             supervisor.start(group, "sequencer", sequencer.run)

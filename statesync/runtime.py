@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -21,6 +20,7 @@ from statesync.access import ModelAccess
 from statesync.config import Settings
 from statesync.errors import ServiceUnavailable
 from statesync.eventing.statements import notify_relay, redeliver
+from statesync.fair import FairSlots
 from statesync.feed.bus import wake_sequencer
 from statesync.feed.channels import Channels
 from statesync.feed.delivery_changes import DeliveryChanges
@@ -60,7 +60,8 @@ class Runtime:
     models: Mapping[str, Model]
     pacer: Pacer
     delivery_changes: DeliveryChanges = field(default_factory=DeliveryChanges)
-    snapshot_slots: asyncio.Semaphore = field(default_factory=asyncio.Semaphore)
+    # Places for snapshots and replay pages, taken in turn by identity (statesync.fair).
+    snapshot_slots: FairSlots = field(default_factory=lambda: FairSlots(1))
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

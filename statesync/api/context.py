@@ -88,18 +88,21 @@ class Context:
         """A connection for a page of a subscription's replay: these also queue for one of
         the process's ``max_concurrent_snapshots`` places, so a thousand subscriptions
         resuming at once read a few at a time, in turn, while commits keep their connections."""
-        async with self.slots, self.runtime.snapshot_slots, self.runtime.connect() as connection:
+        async with self.slots, self._snapshot_place(), self.runtime.connect() as connection:
             yield connection
 
     @contextlib.asynccontextmanager
     async def snapshot_turn(self) -> AsyncIterator[None]:
         """The right to read a snapshot and hand out its chunks: one at a time per client,
-        ``max_concurrent_snapshots`` at a time per process, first come first served. Held
+        ``max_concurrent_snapshots`` at a time per process, taken in turn by identity. Held
         until the last chunk is taken, so no more snapshots sit in memory than that (a
         thousand subscriptions opened at once wait their turn instead of being read at
         once and queued in full)."""
-        async with self._snapshot_turn, self.runtime.snapshot_slots:
+        async with self._snapshot_turn, self._snapshot_place():
             yield
+
+    def _snapshot_place(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.runtime.snapshot_slots.taken(self.identity.key)
 
     @contextlib.asynccontextmanager
     async def share(self) -> AsyncIterator[None]:

@@ -96,17 +96,18 @@ async def subscribe(schema: GraphQLSchema, prepared: Prepared, variables: dict[s
         source = await source
     if isinstance(source, ExecutionResult):
         return _coded(source)
-    paced = _paced(context.runtime.pacer)
+    paced = _paced(context.runtime.pacer, context.identity.key)
     return _CodedStream(map_source_to_response_event(executor, source, paced), executor)
 
 
-def _paced(pacer: Pacer) -> Any:
+def _paced(pacer: Pacer, owner: str) -> Any:
     """Execute each event; a snapshot chunk (hundreds of documents: milliseconds of CPU
     with nothing to await) as bulk work (statesync.pacing), so that a thousand
-    subscriptions opened at once render one chunk at a time, yielding to requests."""
+    subscriptions opened at once render one chunk at a time, yielding to requests and
+    taking turns with other identities' subscriptions."""
 
     async def snapshot(per_event: Executor[Any]) -> ExecutionResult:
-        async with pacer.bulk():
+        async with pacer.bulk(owner):
             result = execute_subscription_event(per_event)
             return await result if inspect.isawaitable(result) else result
 

@@ -86,7 +86,7 @@ class GraphQLHTTP:
         try:
             query, digest = gateway.persisted.query(params.get("query"), params.get("extensions"))
             prepared = await gateway.operations.prepared(query, params.get("operationName"),
-                                                         runtime.pacer)
+                                                         runtime.pacer, identity.key)
             if digest is not None:
                 gateway.persisted.keep(digest, query)  # only what prepared cleanly
             variables = check_variables(params.get("variables"), limits.max_input_depth,

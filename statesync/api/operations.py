@@ -142,14 +142,15 @@ class OperationCache:
                 return hit[0]
         return None
 
-    async def prepared(self, query: object, operation_name: object, pacer: Pacer) -> Prepared:
+    async def prepared(self, query: object, operation_name: object, pacer: Pacer,
+                       owner: str) -> Prepared:
         """:meth:`get`, preparing a document the cache has not seen as bulk work
-        (statesync.pacing): clients sending new documents as fast as they can take turns,
-        and yield to requests whose documents are known."""
+        (statesync.pacing), in ``owner``'s turn: clients sending new documents as fast as
+        they can take turns by identity, and yield to requests whose documents are known."""
         hit = self.cached(query, operation_name)
         if hit is not None:
             return hit
-        async with pacer.bulk():
+        async with pacer.bulk(owner):
             return self.get(query, operation_name)
 
     def get(self, query: object, operation_name: object) -> Prepared:
