@@ -16,7 +16,7 @@ from websockets.typing import Subprotocol
 
 from statesync.config import Settings, environment
 from statesync.models import ModelSpec
-from tests.access.conftest import Tokens
+from tests.access.conftest import ADMIN_SECRET, Tokens
 from tests.conftest import ROOT, RunningServer, serve
 from tests.support import WAIT, Subscriptions
 
@@ -110,6 +110,42 @@ def test_serve_refuses_to_start_without_credentials(settings: Settings) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "needs credentials" in done.stderr
+
+
+async def test_one_identitys_snapshot_storm_does_not_queue_another_behind_it(
+        secured: Settings, access_models: list[ModelSpec], token: Tokens) -> None:
+    # One snapshot at a time in the process: who gets the place next is what is tested.
+    tight = secured.model_copy(update={"max_concurrent_snapshots": 1})
+    async with serve(tight, access_models) as api, contextlib.AsyncExitStack() as stack:
+        ada = f"Bearer {token('ada', 'author')}"
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=WAIT,
+                                     headers={"x-statesync-admin-secret": ADMIN_SECRET}) as http:
+            for n in range(200):  # ada's notes, written by the admin (whose rate is not limited)
+                created = await http.post("/graphql", json={"query": 'mutation($id: ID) { createNote('
+                                                       'id: $id, input: {owner: "ada", text: "x"}) '
+                                                       "{ id } }", "variables": {"id": f"n{n}"}})
+                assert "errors" not in created.json(), created.json()
+        storm = [await stack.enter_async_context(
+                     Subscriptions.connect(api.ws_url, {"headers": {"authorization": ada}}))
+                 for _ in range(20)]
+        bob = await stack.enter_async_context(Subscriptions.connect(
+            api.ws_url, {"headers": {"authorization": f"Bearer {token('bob', 'author')}"}}))
+        ops = [(socket, await socket.subscribe("subscription { notes { op documents { id } } }"))
+               for _ in range(20) for socket in storm]
+
+        def storm_snapshots() -> int:
+            return sum(socket.pending(op) > 0 for socket, op in ops)
+
+        # Each of ada's sockets has a snapshot queued for the one place: first come first
+        # served, bob's would wait for all twenty; in turn, for about one.
+        before = storm_snapshots()
+        mine = await bob.subscribe("subscription { notes { op documents { id } } }")
+        assert (await bob.next(mine, timeout=60))["op"] == "SNAPSHOT"
+        ahead = storm_snapshots() - before
+        assert before < len(ops) - 40, "the storm was over before bob asked: nothing tested"
+        assert ahead <= 5, f"{ahead} of ada's snapshots went before bob's"
+        for socket, op in ops:  # and the storm is served in full after all
+            assert (await socket.next(op, timeout=60))["op"] == "SNAPSHOT"
 
 
 async def test_dev_tokens_only_where_enabled(api: RunningServer, settings: Settings,
