@@ -3,121 +3,81 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from statesync.fair import FairSlots
 
 
-async def run_pieces(slots: FairSlots, pieces: list[str], gate: asyncio.Event) -> list[str]:
-    """Queue ``pieces`` (each an owner's name) behind a piece that waits for ``gate``;
-    the order they ran in."""
-    ran: list[str] = []
+class Queued:
+    """One place, held by a first task until :meth:`release`; pieces queued behind it
+    note the order they ran in."""
 
-    async def piece(owner: str) -> None:
-        async with slots.taken(owner):
-            ran.append(owner)
+    def __init__(self, on_release: Callable[[Queued], None] = lambda _: None) -> None:
+        self.slots = FairSlots(1)
+        self.ran: list[str] = []
+        self.tasks: dict[str, asyncio.Task[None]] = {}  # by label
+        self._gate = asyncio.Event()
+        self._on_release = on_release
 
-    async def first() -> None:
-        async with slots.taken("first"):
-            await gate.wait()
+    async def hold(self) -> None:
+        async with self.slots.taken("holder"):
+            await self._gate.wait()
+        self._on_release(self)  # the place has just been handed on; its new holder not yet resumed
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(first())
-        await asyncio.sleep(0)  # the first piece holds the turn before the others queue
-        for owner in pieces:
-            group.create_task(piece(owner))
+    async def piece(self, owner: str, label: str | None = None) -> None:
+        async with self.slots.taken(owner):
+            self.ran.append(label or owner)
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+async def run_behind_a_holder(queued: Queued, *pieces: tuple[str, str]) -> None:
+    """Queue each (owner, label) piece behind the holder, in order, then release it."""
+    async with asyncio.timeout(5), asyncio.TaskGroup() as group:
+        group.create_task(queued.hold())
+        await asyncio.sleep(0)  # the holder takes the place before the others queue
+        for owner, label in pieces:
+            queued.tasks[label] = group.create_task(queued.piece(owner, label))
         await asyncio.sleep(0)
-        gate.set()
-    return ran
+        queued.release()
 
 
 async def test_an_owner_with_many_pieces_does_not_delay_another_owners_first() -> None:
-    ran = await run_pieces(FairSlots(1), ["storm"] * 5 + ["ann", "bob", "ann"], asyncio.Event())
-    # storm queued first, then ann, then bob: one piece each per round.
-    assert ran == ["storm", "ann", "bob", "storm", "ann", "storm", "storm", "storm"]
-
-
-async def test_one_owner_runs_its_pieces_in_the_order_they_came() -> None:
-    slots = FairSlots(1)
-    ran: list[int] = []
-    gate = asyncio.Event()
-
-    async def piece(n: int) -> None:
-        async with slots.taken("ann"):
-            ran.append(n)
-
-    async def holder() -> None:
-        async with slots.taken("bob"):
-            await gate.wait()
-
-    async with asyncio.TaskGroup() as group:
-        group.create_task(holder())
-        await asyncio.sleep(0)
-        for n in range(4):
-            group.create_task(piece(n))
-        await asyncio.sleep(0)
-        gate.set()
-    assert ran == [0, 1, 2, 3]
+    queued = Queued()
+    await run_behind_a_holder(queued, *[("storm", f"s{n}") for n in range(5)],
+                              ("ann", "a0"), ("bob", "b0"), ("ann", "a1"))
+    # storm queued first, then ann, then bob: one piece each per round, each in its order.
+    assert queued.ran == ["s0", "a0", "b0", "s1", "a1", "s2", "s3", "s4"]
 
 
 async def test_a_cancelled_waiter_leaves_the_queue_and_the_others_still_run() -> None:
-    slots = FairSlots(1)
-    ran: list[str] = []
-    gate = asyncio.Event()
-
-    async def piece(owner: str) -> None:
-        async with slots.taken(owner):
-            ran.append(owner)
-
-    async def holder() -> None:
-        async with slots.taken("holder"):
-            await gate.wait()
-
+    queued = Queued()
     async with asyncio.timeout(5), asyncio.TaskGroup() as group:
-        group.create_task(holder())
+        group.create_task(queued.hold())
         await asyncio.sleep(0)
-        doomed = group.create_task(piece("doomed"))
-        group.create_task(piece("ann"))
+        doomed = group.create_task(queued.piece("doomed"))
+        group.create_task(queued.piece("ann"))
         await asyncio.sleep(0)
-        doomed.cancel()
+        doomed.cancel()  # while it waits
         await asyncio.sleep(0)
-        gate.set()
-    assert ran == ["ann"]
+        queued.release()
+    assert queued.ran == ["ann"]
     assert doomed.cancelled()
 
 
-async def test_a_piece_cancelled_as_it_is_handed_the_turn_hands_it_on() -> None:
-    slots = FairSlots(1)
-    ran: list[str] = []
-    gate = asyncio.Event()
-    doomed: asyncio.Task[None] | None = None
-
-    async def piece(owner: str) -> None:
-        async with slots.taken(owner):
-            ran.append(owner)
-
-    async def holder() -> None:
-        async with slots.taken("holder"):
-            await gate.wait()
-        # the turn went to "doomed", which has not resumed yet: cancel it now
-        assert doomed is not None
-        doomed.cancel()
-
-    async with asyncio.timeout(5), asyncio.TaskGroup() as group:
-        group.create_task(holder())
-        await asyncio.sleep(0)
-        doomed = group.create_task(piece("doomed"))
-        group.create_task(piece("ann"))
-        await asyncio.sleep(0)
-        gate.set()
-    assert ran == ["ann"]
-    assert doomed.cancelled()
+async def test_a_piece_cancelled_as_it_is_handed_the_place_hands_it_on() -> None:
+    queued = Queued(on_release=lambda q: q.tasks["doomed"].cancel())
+    await run_behind_a_holder(queued, ("doomed", "doomed"), ("ann", "ann"))
+    assert queued.ran == ["ann"]
+    assert queued.tasks["doomed"].cancelled()
 
 
 async def test_after_the_queue_empties_the_next_piece_runs_at_once() -> None:
-    slots = FairSlots(1)
-    await run_pieces(slots, ["ann", "bob"], asyncio.Event())
+    queued = Queued()
+    await run_behind_a_holder(queued, ("ann", "a"), ("bob", "b"))
     async with asyncio.timeout(1):
-        async with slots.taken("carol"):
+        async with queued.slots.taken("carol"):
             pass
 
 
