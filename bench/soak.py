@@ -41,7 +41,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from statesync.client import Client
+from statesync.config import Settings
 
+MAX_REQUEST_BYTES = Settings.model_fields["max_request_bytes"].default
 COLLECTION = ('subscription { orders(where: {customer: {eq: "soak"}}) '
               "{ op documents { id note items { sku } } } }")
 
@@ -88,11 +90,18 @@ async def expensive_requests(base: str, until: float, tally: Counter[str]) -> No
         n = 0
         while time.monotonic() < until:
             n += 1
+            body = bodies[n % len(bodies)]
             try:
-                response = await http.post("/graphql", content=bodies[n % len(bodies)],
+                response = await http.post("/graphql", content=body,
                                            headers={"content-type": "application/json"})
                 errors = response.json().get("errors") or [{"extensions": {"code": "ANSWERED"}}]
                 tally[errors[0]["extensions"]["code"]] += 1
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+                # The server answers 413 and closes as soon as the length is known; a client
+                # still sending the rest of a body over the limit may see the close first.
+                over = len(body) > MAX_REQUEST_BYTES
+                tally["PAYLOAD_TOO_LARGE (closed mid-body)" if over
+                      else f"failure: {type(exc).__name__}"] += 1
             except (httpx.HTTPError, ValueError) as exc:
                 tally[f"failure: {type(exc).__name__}"] += 1
 
