@@ -15,14 +15,25 @@ from collections.abc import AsyncIterator
 
 
 class FairSlots:
+    """``places`` places, taken with ``async with slots.place(owner)``."""
+
     def __init__(self, places: int) -> None:
         if places < 1:
             raise ValueError("places must be at least 1")
         self._free = places
         self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
 
+    @property
+    def free(self) -> int:
+        return self._free
+
+    @property
+    def queued(self) -> int:
+        """Waiters queued, of every owner."""
+        return sum(len(queue) for queue in self._waiting.values())
+
     @contextlib.asynccontextmanager
-    async def taken(self, owner: str) -> AsyncIterator[None]:
+    async def place(self, owner: str) -> AsyncIterator[None]:
         """Hold one place, queueing in ``owner``'s turn while none is free."""
         await self._take(owner)
         try:
@@ -42,8 +53,10 @@ class FairSlots:
             if place.done() and not place.cancelled():
                 self._give_back()  # handed a place as it was cancelled: hand it on
             else:
+                # Still queued, unless a give-back already dropped it as done (a cancelled
+                # future is done at once; its task only gets here on a later turn).
                 queue = self._waiting.get(owner)
-                if queue is not None:
+                if queue is not None and place in queue:
                     queue.remove(place)
                     if not queue:
                         del self._waiting[owner]
@@ -53,11 +66,12 @@ class FairSlots:
         while self._waiting:
             owner, queue = next(iter(self._waiting.items()))
             place = queue.popleft()
+            if not queue:
+                del self._waiting[owner]
+            if place.done():
+                continue  # cancelled while it waited: its owner keeps its turn
             if queue:
                 self._waiting.move_to_end(owner)  # its next waiter after everyone else's
-            else:
-                del self._waiting[owner]
-            if not place.done():
-                place.set_result(None)  # the place passes straight to it
-                return
+            place.set_result(None)  # the place passes straight to it
+            return
         self._free += 1

@@ -7,8 +7,11 @@ Every request and every websocket has exactly one :class:`Identity`:
   claims rules may name;
 - **anonymous** (no credentials): the ``anonymous_role`` and no claims.
 
-``key`` names the identity for per-identity limits (rate, connections, subscriptions):
-the user id, or the client's address for anonymous requests.
+``key`` names the identity for per-identity limits (rate, connections, subscriptions) and
+for taking turns at bulk work and snapshots (statesync.fair): the user id, the role for a
+token without one, the client's address for anonymous requests, ``admin`` for the admin.
+Clients that share a key share its limits and its turns: everyone behind one proxy,
+anonymous, is one identity.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ class Pacer:
 
     @contextlib.asynccontextmanager
     async def bulk(self, owner: str) -> AsyncIterator[None]:
-        async with self._turn.taken(owner):
+        async with self._turn.place(owner):
             loop = asyncio.get_running_loop()
             started = loop.time()
             try:

@@ -74,7 +74,8 @@ class Context:
 
     @property
     def owner(self) -> str:
-        """Who this client is, for mutation ids: a replay answers only its owner."""
+        """Who this client is: a mutation id's replay answers only its owner, and bulk work
+        and snapshot places are taken in turn by owner (statesync.fair)."""
         return self.identity.key
 
     @contextlib.asynccontextmanager
@@ -102,7 +103,7 @@ class Context:
             yield
 
     def _snapshot_place(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return self.runtime.snapshot_slots.taken(self.identity.key)
+        return self.runtime.snapshot_slots.place(self.owner)
 
     @contextlib.asynccontextmanager
     async def share(self) -> AsyncIterator[None]:

@@ -96,7 +96,7 @@ async def subscribe(schema: GraphQLSchema, prepared: Prepared, variables: dict[s
         source = await source
     if isinstance(source, ExecutionResult):
         return _coded(source)
-    paced = _paced(context.runtime.pacer, context.identity.key)
+    paced = _paced(context.runtime.pacer, context.owner)
     return _CodedStream(map_source_to_response_event(executor, source, paced), executor)
 
 

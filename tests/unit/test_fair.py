@@ -1,4 +1,5 @@
-"""Places are taken in turn by owner, round robin, and a cancelled waiter never loses one."""
+"""Places are taken in turn by owner, round robin; a waiter cancelled at any point leaves
+the places as they were and the others' turns in order."""
 
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ class Queued:
         self._on_release = on_release
 
     async def hold(self) -> None:
-        async with self.slots.taken("holder"):
+        async with self.slots.place("holder"):
             await self._gate.wait()
         self._on_release(self)  # the place has just been handed on; its new holder not yet resumed
 
     async def piece(self, owner: str, label: str | None = None) -> None:
-        async with self.slots.taken(owner):
+        async with self.slots.place(owner):
             self.ran.append(label or owner)
 
     def release(self) -> None:
@@ -64,6 +65,7 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_the_others_still_run() ->
         queued.release()
     assert queued.ran == ["ann"]
     assert doomed.cancelled()
+    assert (queued.slots.free, queued.slots.queued) == (1, 0)
 
 
 async def test_a_piece_cancelled_as_it_is_handed_the_place_hands_it_on() -> None:
@@ -71,13 +73,44 @@ async def test_a_piece_cancelled_as_it_is_handed_the_place_hands_it_on() -> None
     await run_behind_a_holder(queued, ("doomed", "doomed"), ("ann", "ann"))
     assert queued.ran == ["ann"]
     assert queued.tasks["doomed"].cancelled()
+    assert (queued.slots.free, queued.slots.queued) == (1, 0)
+
+
+async def test_a_waiter_cancelled_just_before_the_place_is_given_back_is_skipped() -> None:
+    # Its future is cancelled at once, its task runs its except clause only later: the
+    # give-back in between must skip it, and its owner keep its turn.
+    slots = FairSlots(1)
+    ran: list[str] = []
+    tasks: dict[str, asyncio.Task[None]] = {}
+    gate = asyncio.Event()
+
+    async def holder() -> None:
+        async with slots.place("holder"):
+            await gate.wait()
+            tasks["a0"].cancel()
+
+    async def piece(owner: str, label: str) -> None:
+        async with slots.place(owner):
+            ran.append(label)
+
+    async with asyncio.timeout(5), asyncio.TaskGroup() as group:
+        group.create_task(holder())
+        await asyncio.sleep(0)
+        for owner, label in (("ann", "a0"), ("ann", "a1"), ("bob", "b0"), ("ann", "a2")):
+            tasks[label] = group.create_task(piece(owner, label))
+        await asyncio.sleep(0)
+        gate.set()
+    assert ran == ["a1", "b0", "a2"]
+    assert tasks["a0"].cancelled()
+    assert (slots.free, slots.queued) == (1, 0)
 
 
 async def test_after_the_queue_empties_the_next_piece_runs_at_once() -> None:
     queued = Queued()
     await run_behind_a_holder(queued, ("ann", "a"), ("bob", "b"))
+    assert (queued.slots.free, queued.slots.queued) == (1, 0)
     async with asyncio.timeout(1):
-        async with queued.slots.taken("carol"):
+        async with queued.slots.place("carol"):
             pass
 
 
@@ -89,7 +122,7 @@ async def test_as_many_hold_at_once_as_there_are_places() -> None:
 
     async def hold() -> None:
         nonlocal holding, most
-        async with slots.taken("ann"):
+        async with slots.place("ann"):
             holding += 1
             most = max(most, holding)
             await release.wait()

@@ -1,4 +1,4 @@
-"""Bulk work yields its share of the loop while requests are answered."""
+"""Bulk work yields its share of the loop while requests are answered, and owners take turns."""
 
 from __future__ import annotations
 
@@ -28,3 +28,26 @@ async def test_with_no_request_being_answered_pieces_run_back_to_back() -> None:
             pass
     # a share of a tenth, were a request being answered, would hold the turn 0.18 s more
     assert loop.time() - started < 0.15
+
+
+async def test_owners_take_turns_at_bulk_work() -> None:
+    pacer = Pacer(1)
+    ran: list[str] = []
+    gate = asyncio.Event()
+
+    async def first() -> None:
+        async with pacer.bulk("storm"):
+            await gate.wait()
+
+    async def piece(owner: str) -> None:
+        async with pacer.bulk(owner):
+            ran.append(owner)
+
+    async with asyncio.timeout(5), asyncio.TaskGroup() as group:
+        group.create_task(first())
+        await asyncio.sleep(0)
+        for owner in ("storm", "storm", "storm", "ann"):
+            group.create_task(piece(owner))
+        await asyncio.sleep(0)
+        gate.set()
+    assert ran == ["storm", "ann", "storm", "storm"]

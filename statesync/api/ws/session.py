@@ -149,7 +149,7 @@ class Session(ABC):
         if not isinstance(payload, Mapping):
             raise ProtocolViolation("the payload must be a JSON object")
         return await self.operations.prepared(payload.get("query"), payload.get("operationName"),
-                                              self.context.runtime.pacer, self.context.identity.key)
+                                              self.context.runtime.pacer, self.context.owner)
 
     async def begin(self, op_id: str, payload: object) -> None:
         """Prepare and start the operation a start/subscribe message asks for; what may not
