@@ -18,6 +18,21 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 
+def being_cancelled() -> bool:
+    """Whether this task is being cancelled. A driver cancelled in the middle of an
+    operation may raise an error of its own instead of the CancelledError (asyncpg closes
+    the connection, and SQLAlchemy raises "connection is closed"): a loop that retries such
+    errors has to ask, or it swallows the cancellation and the app never shuts down."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that an error stands in for (see :func:`being_cancelled`)."""
+    if being_cancelled():
+        raise asyncio.CancelledError
+
+
 @dataclass
 class Supervised:
     name: str
@@ -55,6 +70,7 @@ class Supervisor:
                 log.error("background task %s stopped: %s; restarting in %.1fs",
                           supervised.name, error, delay)
             except Exception as exc:
+                raise_if_cancelled()
                 error = f"{type(exc).__name__}: {exc}"
                 log.error("background task %s failed; restarting in %.1fs", supervised.name, delay,
                           exc_info=exc)

@@ -49,6 +49,7 @@ from statesync.eventing.handlers import Handlers
 from statesync.eventing.lifecycle import Status, after_lost_lease, lost_lease_error
 from statesync.store import locks
 from statesync.store import statements as q
+from statesync.supervision import being_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -225,4 +226,5 @@ class Relay:
 
 
 def _any_failure(error: BaseException) -> bool:
-    return isinstance(error, Exception)  # not cancellation, not KeyboardInterrupt
+    # not cancellation, not KeyboardInterrupt, nor an error standing in for a cancellation
+    return isinstance(error, Exception) and not being_cancelled()

@@ -14,6 +14,7 @@ from statesync.feed.channels import Channels
 from statesync.feed.delivery_changes import DeliveryChanges
 from statesync.feed.hub import Hub
 from statesync.feed.sequencer import Sequencer
+from statesync.supervision import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,11 @@ async def listen(redis: aioredis.Redis, channels: Channels, hub: Hub, sequencer:
                 await hub.catch_up()  # after subscribing: whatever we missed is in the changelog
                 await _pump(pubsub, channels, hub, sequencer, deliveries, poll_interval)
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            raise_if_cancelled()
             log.warning("lost Redis pub/sub (%s); reconnecting and refilling", exc)
             await asyncio.sleep(RECONNECT_DELAY)  # back off before reconnecting
         except sa.exc.DBAPIError as exc:
+            raise_if_cancelled()
             if not _transient(exc):
                 raise
             log.warning("lost PostgreSQL while following the feed (%s); retrying", exc)

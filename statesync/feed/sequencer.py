@@ -25,6 +25,7 @@ from statesync.change import Change, encode_batch
 from statesync.feed.channels import Channels
 from statesync.store import locks
 from statesync.store import statements as q
+from statesync.supervision import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Sequencer:
                         # (ours included) could take the role again. Close it instead.
                         await connection.invalidate()
             except (sa.exc.DBAPIError, sa.exc.InterfaceError, OSError, aioredis.RedisError) as exc:
+                raise_if_cancelled()
                 log.warning("sequencer lost its connection (%s); retrying", exc)
                 await asyncio.sleep(RETRY_DELAY)  # back off before reconnecting to a sick server
 
