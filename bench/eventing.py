@@ -54,7 +54,7 @@ import httpx
 import redis
 import redis.asyncio as aioredis
 from celery import Celery
-from harness import free_port, percentile, services  # bench/harness.py, beside this file
+from harness import CpuMeter, cpu_line, free_port, percentile, services  # bench/harness.py
 
 from statesync.client import Change, Client
 
@@ -189,9 +189,16 @@ async def relay_alone(procs: Stack, api: Client, db: asyncpg.Connection,
 async def worker_backlog(procs: Stack, db: asyncpg.Connection, events: int,
                          within: float) -> float:
     procs.start("worker", "worker", "--concurrency", "2")
+    # The CPU breakdown leaves out the worker's start (imports, forks): from a tenth done.
+    await wait_for(db, procs, "the worker to start", within,
+                   lambda c: c.get("succeeded", 0) >= events // 5)
+    meter = CpuMeter()
+    meter.start()
+    warm = (await statuses(db)).get("succeeded", 0)
     # Each price event's handler commits a write-back, whose own event is delivered too.
     await wait_for(db, procs, "the worker to drain the backlog", within,
                    lambda c: c.get("succeeded", 0) == 2 * events and total(c) == 2 * events)
+    cpu = meter.per(2 * events - warm)
     row = await db.fetchrow("SELECT count(*) AS n, min(started_at) AS first, max(finished_at) AS last, "
                             "avg(finished_at - started_at) AS inside FROM statesync_attempts")
     assert row is not None
@@ -202,6 +209,7 @@ async def worker_backlog(procs: Stack, db: asyncpg.Connection, events: int,
           f"({row['n']} attempts, {failed} not succeeded, {spread:.2f} s first start to last end; "
           f"an attempt spends {row['inside'].total_seconds() * 1e3:.1f} ms on average from its claim "
           "to its success, the rest of each slot's time is Celery and the broker)")
+    print(f"  {cpu_line(cpu, 'delivery')}")
     return 2 * events / max(spread, 1e-3)
 
 
@@ -290,12 +298,15 @@ class RawCelery:
                 self.worker.wait(5)
         self.app.close()
 
-    def backlog(self, tasks: int, within: float) -> float:
-        """No-op tasks/s, first start to last end, from a queue holding ``tasks``."""
+    def backlog(self, tasks: int, within: float) -> tuple[float, dict[str, float]]:
+        """No-op tasks/s, first start to last end, from a queue holding ``tasks``, and the
+        CPU ms each role spent per task."""
         key = f"{self.queue}:count"
         with self.app.producer_or_acquire() as producer:
             for _ in range(tasks):
                 self.app.send_task("raw.count", args=[key], producer=producer)
+        meter = CpuMeter()
+        meter.start()
         self.start_worker()
         client = redis.Redis.from_url(self.redis_url)
         deadline = time.monotonic() + within
@@ -305,7 +316,7 @@ class RawCelery:
             time.sleep(0.01)  # polling the counter is the measurement
         first, last = float(client.get(f"{key}:first") or 0), float(client.get(f"{key}:last") or 0)
         client.close()
-        return tasks / max(last - first, 1e-3)
+        return tasks / max(last - first, 1e-3), meter.per(tasks)
 
     async def round_trips(self, count: int) -> list[float]:
         """Seconds from sending a task to receiving what it publishes, one at a time."""
@@ -368,7 +379,8 @@ async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None
                 await api.create("Product", PRODUCT, id=doc_id)
             raw = RawCelery(procs.redis_url)
             try:
-                raw_rate = await asyncio.to_thread(raw.backlog, 2 * args.events, args.timeout)
+                raw_rate, raw_cpu = await asyncio.to_thread(raw.backlog, 2 * args.events,
+                                                            args.timeout)
                 raw_trips = await raw.round_trips(args.changes)
             finally:
                 raw.stop()
@@ -376,6 +388,7 @@ async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None
                   f"{2 * args.events}; send -> task -> PUBLISH -> subscriber "
                   f"p50 {statistics.median(raw_trips) * 1e3:.1f} ms, "
                   f"p99 {percentile(raw_trips, 0.99) * 1e3:.1f} ms")
+            print(f"  {cpu_line(raw_cpu, 'task')}")
             await relay_alone(procs, api, db, ids, args.events, args.timeout)
             rate = await worker_backlog(procs, db, args.events, args.timeout)
             echoed = await latency(procs, api, args.changes)

@@ -171,3 +171,60 @@ def allow_many_sockets() -> None:
     """Children inherit the limit: thousands of sockets need thousands of descriptors."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _role(cmdline: list[str]) -> str | None:
+    """What one process is, for a CPU breakdown, from its command line."""
+    if not cmdline:
+        return None
+    text = " ".join(cmdline)
+    if "postgres" in cmdline[0] or text.startswith("postgres:"):
+        return "postgres"
+    if "redis-server" in text:
+        return "redis"
+    if "raw_celery" in text:
+        return "raw celery"
+    for command in ("serve", "relay", "worker"):
+        if "statesync" in text and f" {command}" in text:
+            return command
+    return None
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each role's processes on this machine,
+    live ones only: take two and subtract (CpuMeter)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended between the listing and the read
+        role = _role([part for part in cmdline if part])
+        if role is not None:
+            used[role] = used.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+class CpuMeter:
+    """CPU each role spent between ``start()`` and ``per(n)``, in ms per unit of work.
+    A process that exits in between is not counted (its time leaves /proc with it)."""
+
+    def __init__(self) -> None:
+        self.before: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.before = cpu_seconds()
+
+    def per(self, units: int) -> dict[str, float]:
+        after = cpu_seconds()
+        return {role: (after[role] - self.before.get(role, 0.0)) * 1e3 / max(units, 1)
+                for role in sorted(after)}
+
+
+def cpu_line(per_unit: dict[str, float], unit: str) -> str:
+    parts = ", ".join(f"{role} {ms:.2f}" for role, ms in per_unit.items() if ms >= 0.005)
+    return f"CPU ms per {unit}: {parts} (total {sum(per_unit.values()):.2f})"

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
                     "holding it); a worker that starts it late finds it taken and skips it.",
     )
     relay_poll_interval: float = Field(
-        default=1.0, description="Seconds between the relay's safety polls (NOTIFY wakes it sooner)."
+        default=1.0, description="Seconds between the relay's safety polls (NOTIFY wakes it sooner) "
+                                "and between its looks for expired leases."
     )
     sweep_interval: float = Field(
         default=5.0, description="Seconds between TTL sweeps of expired documents (Celery beat)."

@@ -7,7 +7,6 @@ makes them in a thread.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -36,17 +35,15 @@ class CeleryBroker:
                 self.celery.send_task(DELIVER, args=[event_id, handler], producer=producer)
 
     def nothing_queued(self) -> bool:
-        with self.celery.connection_for_write() as connection:
-            channel = connection.channel()
+        # A pooled connection, as send uses: opening one per question cost the relay a
+        # connect (and Redis a client) every round.
+        with self.celery.pool.acquire(block=True) as connection:
             try:
-                declared = channel.queue_declare(queue=self.celery.conf.task_default_queue,
-                                                 passive=True)
+                declared = connection.default_channel.queue_declare(
+                    queue=self.celery.conf.task_default_queue, passive=True)
                 return int(declared.message_count) == 0
             except connection.channel_errors:
                 return True  # Redis deletes an empty list; AMQP: nobody declared it yet
-            finally:
-                with contextlib.suppress(Exception):
-                    channel.close()
 
     def close(self) -> None:
         self.celery.close()

@@ -28,7 +28,7 @@ from statesync.eventing.lifecycle import Status
 from statesync.eventing.retention import prune
 from statesync.eventing.sweep import sweep_expired
 from statesync.eventing.tasks import DELIVER, PRUNE, SWEEP
-from statesync.eventing.worker import DeliveryWorker
+from statesync.eventing.worker import DeliveryWorker, Notice
 from statesync.feed.channels import Channels
 from statesync.loader import load_models
 from statesync.store.commits import model_table
@@ -86,7 +86,7 @@ def create_celery(settings: Settings) -> Celery:
         worker = _worker(settings, app)
         expired = sweep_expired(worker.engine, worker.models, settings.max_document_bytes)
         if expired:
-            worker.after_commit()
+            worker.notify(Notice(committed=True))
         return expired
 
     @app.task(name=PRUNE)  # type: ignore[untyped-decorator]
@@ -152,16 +152,22 @@ def _worker(settings: Settings, celery: Celery) -> DeliveryWorker:
 
 def build_worker(settings: Settings,
                  send: Callable[[Sequence[Pair]], None] | None = None) -> DeliveryWorker:
-    engine = sync_engine(settings.database_url or "", pool_size=2, max_overflow=2,
-                         pool_pre_ping=True)
+    # No pre-ping (a round trip per checkout): the claim is tried again once on a
+    # connection PostgreSQL dropped (DeliveryWorker._claim).
+    engine = sync_engine(settings.database_url or "", pool_size=2, max_overflow=2)
     client = redis.Redis.from_url(settings.redis_url or "")
     channels = Channels(settings.channel_prefix)
 
-    def announce(channel: str, payload: str) -> None:
+    def announce(notice: Notice) -> None:
         try:
-            client.publish(channel, payload)
+            with client.pipeline(transaction=False) as publishes:  # one round trip
+                for event_id in notice.deliveries:
+                    publishes.publish(channels.deliveries, event_id)
+                if notice.committed:
+                    publishes.publish(channels.wake, "")
+                publishes.execute()
         except redis.RedisError:  # only latency is lost: the sequencer and watchers also poll
-            log.warning("could not publish on %s", channel, exc_info=True)
+            log.warning("could not announce %s", notice, exc_info=True)
 
     return DeliveryWorker(
         engine=engine,
@@ -171,7 +177,6 @@ def build_worker(settings: Settings,
         max_id_length=settings.max_id_length,
         handler_timeout=settings.handler_timeout,
         dispatch_timeout=settings.dispatch_timeout, send=send,
-        after_commit=lambda: announce(channels.wake, ""),
-        delivery_changed=lambda event_id: announce(channels.deliveries, event_id),
+        notify=announce,
     )
 

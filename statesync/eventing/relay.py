@@ -8,10 +8,11 @@ poll for the lock and take over when the active one dies. Each loop:
 2. recover: deliveries whose lease expired (a worker was killed, lost or stuck)
    go back to ``retrying``, or to ``dead`` when out of attempts;
 3. dispatch: due deliveries (for ordered handlers, only the oldest unfinished
-   one per document) are sent to the broker, then marked ``dispatched`` in the
-   same transaction that locked them (FOR UPDATE SKIP LOCKED), so two relays
-   never send the same row at once, and a relay dying mid-send only causes a
-   resend, which the delivery row makes harmless. A dispatched delivery that no
+   one per document) are locked (FOR UPDATE SKIP LOCKED) and marked
+   ``dispatched`` in one statement, then sent to the broker before that
+   transaction commits, so two relays never send the same row at once, and a
+   relay dying mid-send only causes a resend, which the delivery row makes
+   harmless. A dispatched delivery that no
    worker has started within ``dispatch_timeout`` (the broker lost it, or the
    worker that had prefetched it died) is sent again: a few seconds, where a
    running handler keeps the lease its heartbeat renews.
@@ -22,7 +23,9 @@ jittered delay; the role is kept through a broker outage, and given up only with
 the connection that holds its lock.
 
 LISTEN/NOTIFY wakes it (the sequencer notifies once per batch; workers after
-each attempt); it also polls, because a notification can be lost. Broker calls
+each attempt); it also polls, because a notification can be lost. A wake-up runs
+fan-out and dispatch, and again only while a batch comes back full; recovery,
+which only acts on leases that ran out, runs once per poll interval. Broker calls
 run in a thread: they never block the event loop.
 """
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -76,6 +80,7 @@ class Relay:
         self._poll_interval = poll_interval
         self._dispatch_timeout = timedelta(seconds=dispatch_timeout)
         self._wake = asyncio.Event()
+        self._next_recovery = 0.0  # time.monotonic() from which a round also recovers
         self.active = False
         self.sent = 0  # deliveries dispatched by this process, for /healthz and benchmarks
 
@@ -138,18 +143,32 @@ class Relay:
             await lock.fetchval("SELECT 1")  # still holding the role? (raises when the link died)
 
     async def _pump_until_idle(self) -> None:
-        while await self.pump():
+        # Another round at once only when one came back full: what else became due since
+        # (a notification, a retry's backoff ending) wakes or polls the loop.
+        while await self._round() >= BATCH:
             pass
 
     async def pump(self) -> int:
-        """One round of work; returns how much was done (0: nothing to do now)."""
-        return await self._fan_out() + await self._recover() + await self._dispatch()
+        """One round of work, recovery included; returns how much was done (0: nothing to
+        do now)."""
+        self._next_recovery = 0.0
+        return await self._round()
+
+    async def _round(self) -> int:
+        """Fan-out, recovery when its interval has passed, dispatch; returns the largest
+        amount any of them did (``BATCH``: there is likely more)."""
+        fanned = await self._fan_out()
+        recovered = 0
+        if time.monotonic() >= self._next_recovery:
+            recovered = await self._recover()
+            self._next_recovery = time.monotonic() + self._poll_interval
+        return max(fanned, recovered, await self._dispatch())
 
     async def _fan_out(self) -> int:
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            await connection.execute(ev.lazy_commit())
-            events = (await connection.execute(ev.unrelayed_events(BATCH))).all()
+            events = sorted((await connection.execute(ev.relay_events(now, BATCH))).all(),
+                            key=lambda event: event.seq)
             if not events:
                 return 0
             rows = [self._delivery(e, h.name, h.max_attempts, h.ordered, now)
@@ -160,10 +179,9 @@ class Relay:
             if keys:
                 await connection.execute(ev.lock_keys(keys))
             if rows:
-                await connection.execute(ev.insert_deliveries(rows))
+                await connection.execute(ev.insert_deliveries(), rows)
             if keys:
                 await connection.execute(ev.promote_heads(keys, now))
-            await connection.execute(ev.mark_relayed([e.id for e in events], now))
         return len(events)
 
     @staticmethod
@@ -182,7 +200,6 @@ class Relay:
         would only grow the queue)."""
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            await connection.execute(ev.lazy_commit())
             stale = (await connection.execute(
                 ev.expired_leases(now, BATCH, Status.RUNNING))).all()
             unstarted = (await connection.execute(
@@ -205,7 +222,8 @@ class Relay:
         # In a transaction of its own: the key locks are taken before any row lock, as
         # everywhere else.
         if freed:
-            async with self._engine.begin() as connection:  # durable: a lost one strands the key
+            async with self._engine.begin() as connection:
+                await connection.execute(ev.durable_commit())  # a lost one strands the key
                 await connection.execute(ev.lock_keys(sorted(freed)))
                 await connection.execute(ev.promote_heads(sorted(freed), now))
         return len(stale) + len(unstarted)
@@ -213,13 +231,14 @@ class Relay:
     async def _dispatch(self) -> int:
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
-            await connection.execute(ev.lazy_commit())
-            due = (await connection.execute(ev.due_deliveries(now, BATCH))).all()
+            due = sorted((await connection.execute(
+                ev.dispatch_due(now, BATCH, now + self._dispatch_timeout))).all(),
+                key=lambda d: (d.next_attempt_at, d.event_seq))
             if not due:
                 return 0
             pairs = [(str(d.event_id), d.handler) for d in due]
+            # A send that fails rolls the dispatch back: they stay due.
             await asyncio.to_thread(self.broker.send, pairs)
-            await connection.execute(ev.mark_dispatched(pairs, now, now + self._dispatch_timeout))
         self.sent += len(pairs)
         metrics.RELAY_DISPATCHED.inc(len(pairs))
         return len(pairs)

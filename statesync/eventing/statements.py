@@ -15,14 +15,19 @@ from statesync.eventing.lifecycle import DUE, FINISHED, Status
 from statesync.store.statements import OUTBOX_CHANNEL
 from statesync.store.tables import attempts, deliveries, documents, outbox
 
+# Lazy commits (synchronous_commit off) need not wait for the disk. They are for
+# bookkeeping whose loss in a PostgreSQL crash only repeats work the delivery rows make
+# harmless (a fan-out done again, a task sent again, a claim taken again), never for a
+# handler's success. A later durable commit flushes them too, so what depends on one is
+# never durable without it. The relay's connections commit lazily
+# (statesync.eventing.entry.relay_engine); the worker's claim does so within its own
+# statement (:func:`claim`).
+LAZY_COMMITS = {"synchronous_commit": "off"}
 
-def lazy_commit() -> sa.Executable:
-    """This transaction's commit need not wait for the disk. For bookkeeping whose loss in
-    a PostgreSQL crash only repeats work the delivery rows make harmless (a fan-out done
-    again, a task sent again, a claim taken again), never for a handler's success. A later
-    durable commit flushes it too, so what depends on it is never durable without it.
-    (The worker's claim does the same within its own statement: :func:`claim`.)"""
-    return sa.text("SET LOCAL synchronous_commit TO OFF")
+
+def durable_commit() -> sa.Executable:
+    """This transaction's commit waits for the disk, on a connection that commits lazily."""
+    return sa.text("SET LOCAL synchronous_commit TO ON")
 
 
 def notify_relay() -> sa.Executable:
@@ -31,12 +36,21 @@ def notify_relay() -> sa.Executable:
 
 def unrelayed_events(limit: int) -> sa.Select[Any]:
     return (
-        sa.select(outbox.c.id, outbox.c.type, outbox.c.seq, outbox.c.model, outbox.c.key)
+        sa.select(outbox.c.id)
         .where(outbox.c.relayed_at.is_(None))
         .order_by(outbox.c.seq)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+
+def relay_events(now: datetime, limit: int) -> sa.Executable:
+    """Mark up to ``limit`` unrelayed events (the oldest no other relay holds) relayed, and
+    return them: one round trip, rolled back with the transaction that fans them out.
+    RETURNING keeps no order: sort by ``seq``."""
+    pending = unrelayed_events(limit).cte("pending")
+    return (sa.update(outbox).where(outbox.c.id == pending.c.id).values(relayed_at=now)
+            .returning(outbox.c.id, outbox.c.type, outbox.c.seq, outbox.c.model, outbox.c.key))
 
 
 def unrelayed_count() -> sa.Select[Any]:
@@ -48,12 +62,10 @@ def deliveries_by_status() -> sa.Select[Any]:
             .group_by(deliveries.c.status))
 
 
-def insert_deliveries(rows: Sequence[dict[str, Any]]) -> sa.Executable:
-    return pg.insert(deliveries).values(list(rows)).on_conflict_do_nothing()
-
-
-def mark_relayed(event_ids: Sequence[str], now: datetime) -> sa.Executable:
-    return sa.update(outbox).where(outbox.c.id.in_(list(event_ids))).values(relayed_at=now)
+def insert_deliveries() -> sa.Executable:
+    """Executed with the rows as parameters: one statement compiled once, whatever their
+    number (VALUES of n rows was a new statement to compile for every n)."""
+    return pg.insert(deliveries).on_conflict_do_nothing()
 
 
 def due_deliveries(now: datetime, limit: int) -> sa.Select[Any]:
@@ -123,14 +135,17 @@ def hand_over(keys: Sequence[str], now: datetime, lease_until: datetime) -> sa.E
     return _HAND_OVER.bindparams(*_moments(now=now, lease=lease_until), keys=sorted(set(keys)))
 
 
-def _keyed(pairs: Sequence[tuple[str, str]]) -> sa.ColumnElement[bool]:
-    return sa.tuple_(deliveries.c.event_id, deliveries.c.handler).in_(list(pairs))
-
-
-def mark_dispatched(pairs: Sequence[tuple[str, str]], now: datetime,
-                    lease_until: datetime) -> sa.Executable:
-    return sa.update(deliveries).where(_keyed(pairs)).values(
-        status=Status.DISPATCHED, lease_expires_at=lease_until, updated_at=now)
+def dispatch_due(now: datetime, limit: int, lease_until: datetime) -> sa.Executable:
+    """Mark up to ``limit`` of :func:`due_deliveries` dispatched, with a dispatch lease, and
+    return them (oldest first once sorted by ``next_attempt_at, event_seq``). Sent to the
+    broker before the transaction commits, while their row locks make a fast worker's
+    claim wait for the commit."""
+    due = due_deliveries(now, limit).cte("due")
+    return (sa.update(deliveries)
+            .where(deliveries.c.event_id == due.c.event_id, deliveries.c.handler == due.c.handler)
+            .values(status=Status.DISPATCHED, lease_expires_at=lease_until, updated_at=now)
+            .returning(deliveries.c.event_id, deliveries.c.handler, deliveries.c.next_attempt_at,
+                       deliveries.c.event_seq))
 
 
 def expired_leases(now: datetime, limit: int, status: str) -> sa.Select[Any]:

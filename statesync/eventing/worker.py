@@ -10,6 +10,11 @@ Three short transactions:
    backoff) or ``dead``.
 A duplicate or late task finds the delivery finished or owned by another
 attempt and does nothing, so an effect is never applied twice.
+
+The API processes hear of an attempt once, as it ends, in one Redis round trip
+(:class:`Notice`): its delivery changed, and documents were committed. A handler
+still running after ``RUNNING_NOTICE_AFTER`` is announced as it runs too, so a
+watcher sees a long attempt start without every short one paying for it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,16 @@ from statesync.store.commits import Model, commit_steps, emit_steps, run_sync
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 4000
+RUNNING_NOTICE_AFTER = 0.05  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What the API processes are told: deliveries whose status moved (their ``event(id)``
+    watchers read them again) and whether documents were committed (the sequencer wakes)."""
+
+    deliveries: tuple[str, ...] = ()
+    committed: bool = False
 
 
 @dataclass
@@ -106,8 +121,7 @@ class DeliveryWorker:
     max_document_bytes: int
     handler_timeout: float
     max_id_length: int = 256
-    after_commit: Callable[[], None] = lambda: None  # wakes the sequencer
-    delivery_changed: Callable[[str], None] = lambda event_id: None  # wakes `event(id)` watchers
+    notify: Callable[[Notice], None] = lambda notice: None
     # Sends deliveries to the broker. With one, an ordered delivery's end hands its key's
     # next delivery to the broker itself, a relay round sooner; without, the relay does.
     send: Callable[[Sequence[Pair]], None] | None = None
@@ -122,13 +136,13 @@ class DeliveryWorker:
         if claimed is None:
             metrics.ATTEMPTS.labels(handler_name, "skipped").inc()
             return "skipped"
-        self.delivery_changed(event_id)
         event, run = claimed
         # What the handler logs, and what it writes, carry the request that caused the event.
         token = REQUEST_ID.set(event.request_id)
+        committed = False
         try:
             with metrics.HANDLER_SECONDS.labels(handler_name).time():
-                status = self._attempt(handler, event, run, event_id, handler_name)
+                status, committed = self._attempt(handler, event, run, event_id, handler_name)
             metrics.ATTEMPTS.labels(handler_name, status).inc()
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("handler %s on event %s (attempt %d): %s", handler_name, event_id,
@@ -136,20 +150,22 @@ class DeliveryWorker:
             return status
         finally:
             REQUEST_ID.reset(token)
-            self.delivery_changed(event_id)
+            self.notify(Notice((event_id,), committed))
 
     def _attempt(self, handler: Handler, event: Event, run: _Run, event_id: str,
-                 handler_name: str) -> str:
+                 handler_name: str) -> tuple[str, bool]:
+        """The attempt's outcome, and whether it committed documents."""
         tx = StagedTx(self.engine)
         try:
             with self._heartbeat(event_id, handler_name, run.attempt):
                 handler.fn(event, tx)
         except Exception as exc:  # a handler's failure is data: recorded, retried, dead-lettered
-            return self._fail(event, handler_name, run, exc)
+            return self._fail(event, handler_name, run, exc), False
         try:
-            return self._succeed(event, handler_name, run, tx)
+            status = self._succeed(event, handler_name, run, tx)
         except Exception as exc:  # its writes were rejected (conflict, bad input): also a failure
-            return self._fail(event, handler_name, run, exc)
+            return self._fail(event, handler_name, run, exc), False
+        return status, status == "succeeded" and bool(tx.writes)
 
     @contextlib.contextmanager
     def _heartbeat(self, event_id: str, handler_name: str, attempt: int) -> Iterator[None]:
@@ -160,6 +176,9 @@ class DeliveryWorker:
         every = self.handler_timeout / 3
 
         def renew() -> None:
+            if stop.wait(min(RUNNING_NOTICE_AFTER, every)):
+                return
+            self.notify(Notice((event_id,)))  # long enough for a watcher to see it running
             while not stop.wait(every):
                 try:
                     with self.engine.begin() as connection:
@@ -179,14 +198,25 @@ class DeliveryWorker:
             beat.join()
 
     def _claim(self, event_id: str, handler_name: str) -> tuple[Event, _Run] | None:
-        now = datetime.now(UTC)
-        with self.engine.begin() as connection:
-            row = connection.execute(ev.claim(
-                event_id, handler_name, now,
-                now + timedelta(seconds=self.handler_timeout))).first()
+        try:
+            row = self._claim_row(event_id, handler_name)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # A pooled connection that PostgreSQL dropped (a restart): the pool renewed
+            # itself on seeing it, and a claim that failed did nothing, so it is tried once
+            # more. (Pinging every connection on checkout cost a round trip per attempt.)
+            row = self._claim_row(event_id, handler_name)
         if row is None:
             return None  # finished, owned by another attempt, or not due: a duplicate task
         return event_from_row(row, row.attempt), _Run(row.attempt, row.record, row.ordering_key)
+
+    def _claim_row(self, event_id: str, handler_name: str) -> Any:
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            return connection.execute(ev.claim(
+                event_id, handler_name, now,
+                now + timedelta(seconds=self.handler_timeout))).first()
 
     def _owned(self, connection: sa.Connection, event_id: str, handler_name: str,
                attempt: int) -> bool:
@@ -247,8 +277,6 @@ class DeliveryWorker:
             if run.ordering_key is not None and self.send is None:
                 connection.execute(ev.notify_relay())  # an ordered successor may be due now
         self._hand(handed)
-        if tx.writes:
-            self.after_commit()
         return "succeeded"
 
     def _fail(self, event: Event, handler_name: str, run: _Run, exc: Exception) -> str:

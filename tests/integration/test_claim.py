@@ -9,6 +9,7 @@ from sqlalchemy import Connection, create_engine
 
 from statesync.config import Settings, psycopg_url
 from statesync.eventing import statements as ev
+from statesync.eventing.entry import relay_engine
 from statesync.eventing.lifecycle import Status, may_start
 from statesync.store.commits import emit_steps, run_sync
 
@@ -97,7 +98,7 @@ def test_a_claim_waits_for_the_relays_dispatch_to_commit(settings: Settings) -> 
 
 def test_a_claim_commits_without_waiting_for_the_disk_and_a_success_waits(
         settings: Settings) -> None:
-    """The claim is bookkeeping a crash only repeats (lazy_commit, within the claim itself);
+    """The claim is bookkeeping a crash only repeats (lazy, within the claim itself);
     the transaction of a success, which carries the handler's writes, is durable."""
     engine = create_engine(psycopg_url(settings.database_url or ""))
     try:
@@ -121,3 +122,21 @@ def test_a_claim_commits_without_waiting_for_the_disk_and_a_success_waits(
                                                  claimed.record, NOW)).scalar_one() == 0
     finally:
         engine.dispose()
+
+
+async def test_the_relay_commits_lazily_but_where_a_lost_commit_would_strand_a_key(
+        settings: Settings) -> None:
+    engine = relay_engine(settings, pool_size=1)
+    try:
+        async with engine.begin() as connection:
+            mode = (await connection.exec_driver_sql("SHOW synchronous_commit")).scalar()
+            assert mode == "off"
+        async with engine.begin() as connection:  # the dead head's successor let go
+            await connection.execute(ev.durable_commit())
+            mode = (await connection.exec_driver_sql("SHOW synchronous_commit")).scalar()
+            assert mode == "on"
+        async with engine.begin() as connection:  # for that transaction only
+            mode = (await connection.exec_driver_sql("SHOW synchronous_commit")).scalar()
+            assert mode == "off"
+    finally:
+        await engine.dispose()
