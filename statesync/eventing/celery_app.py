@@ -155,6 +155,8 @@ def build_worker(settings: Settings,
     # No pre-ping (a round trip per checkout): the claim is tried again once on a
     # connection PostgreSQL dropped (DeliveryWorker._claim).
     engine = sync_engine(settings.database_url or "", pool_size=2, max_overflow=2)
+    single_statements = sync_engine(settings.database_url or "", pool_size=1, max_overflow=2,
+                                    isolation_level="AUTOCOMMIT")
     client = redis.Redis.from_url(settings.redis_url or "")
     channels = Channels(settings.channel_prefix)
 
@@ -177,6 +179,7 @@ def build_worker(settings: Settings,
         max_id_length=settings.max_id_length,
         handler_timeout=settings.handler_timeout,
         dispatch_timeout=settings.dispatch_timeout, send=send,
+        single_statements=single_statements,
         notify=announce,
     )
 

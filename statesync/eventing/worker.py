@@ -1,6 +1,7 @@
 """Running one delivery (event x handler) in a Celery worker, at least once, effect once.
 
-Three short transactions:
+Three short transactions (each of the first and, when the handler wrote nothing and
+frees no key, the last, a single statement run without BEGIN and COMMIT: one round trip):
 1. claim: the delivery must be ``dispatched`` (or ``running`` with an expired
    lease); it becomes ``running``, one more attempt, with a fresh lease;
 2. the handler runs, outside any transaction, staging its writes in ``tx``;
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from statesync.eventing import metrics
 from statesync.eventing import statements as ev
 from statesync.eventing.broker import Pair
 from statesync.eventing.handlers import Event, Handler, Handlers
+from statesync.eventing.leases import LeaseKeeper
 from statesync.eventing.lifecycle import Status, after_failure
 from statesync.logs import REQUEST_ID
 from statesync.store import statements as q
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 4000
 RUNNING_NOTICE_AFTER = 0.05  # seconds
+# How long one task may go on with its key's next deliveries before it hands the rest to
+# the broker (where the other tasks queued behind it are).
+FOLLOW_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,19 @@ def _about(event: Event) -> dict[str, Any]:
     return {"event_id": event.id, "model": event.model, "document_id": event.document_id}
 
 
+_Attempt = tuple[str, str, int]  # (event id, handler, attempt): whose lease to keep
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How an attempt ended: its status, whether it committed documents, and the
+    deliveries its end handed to this worker (an ordered key's next, already dispatched)."""
+
+    status: str
+    committed: bool = False
+    handed: list[Pair] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class _Run:
     """One claimed attempt: its number in the current round (``Event.attempt``, what the
@@ -126,76 +144,90 @@ class DeliveryWorker:
     # next delivery to the broker itself, a relay round sooner; without, the relay does.
     send: Callable[[Sequence[Pair]], None] | None = None
     dispatch_timeout: float = 10.0
+    # For transactions of one statement: an engine whose connections autocommit (no BEGIN
+    # and COMMIT round trips). Its own pool: switching a pooled connection's mode on each
+    # checkout cost more round trips than it saved. None: ``engine``, with BEGIN and COMMIT.
+    single_statements: sa.Engine | None = None
+    follow_seconds: float = FOLLOW_SECONDS
+    _leases: LeaseKeeper[_Attempt] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._leases = LeaseKeeper(every=self.handler_timeout / 3,
+                                   notice_after=RUNNING_NOTICE_AFTER,
+                                   renew=self._renew, announce=self._announce_running)
+
+    @contextlib.contextmanager
+    def _single(self) -> Iterator[sa.Connection]:
+        if self.single_statements is None:
+            with self.engine.begin() as connection:
+                yield connection
+        else:
+            with self.single_statements.connect() as connection:
+                yield connection
 
     def deliver(self, event_id: str, handler_name: str) -> str:
-        """Run one attempt; returns the delivery's status afterwards (or why it was skipped)."""
+        """Run one attempt; returns the delivery's status afterwards (or why it was skipped).
+        An ordered delivery's end that lets its key's next one go runs that one here too,
+        and so on for up to ``follow_seconds``: no broker hop and no task between two events
+        of a key. What is left then is sent to the broker."""
+        status, handed = self._deliver_one(event_id, handler_name)
+        until = time.monotonic() + self.follow_seconds
+        while handed and time.monotonic() < until:
+            following = handed.pop(0)
+            _, more = self._deliver_one(*following)
+            handed.extend(more)
+        self._hand(handed)
+        return status
+
+    def _deliver_one(self, event_id: str, handler_name: str) -> tuple[str, list[Pair]]:
         handler = self.handlers.by_name.get(handler_name)
         if handler is None:
             raise LookupError(f"no handler named {handler_name!r} in this worker")
         claimed = self._claim(event_id, handler_name)
         if claimed is None:
             metrics.ATTEMPTS.labels(handler_name, "skipped").inc()
-            return "skipped"
+            return "skipped", []
         event, run = claimed
         # What the handler logs, and what it writes, carry the request that caused the event.
         token = REQUEST_ID.set(event.request_id)
         committed = False
         try:
             with metrics.HANDLER_SECONDS.labels(handler_name).time():
-                status, committed = self._attempt(handler, event, run, event_id, handler_name)
-            metrics.ATTEMPTS.labels(handler_name, status).inc()
+                outcome = self._attempt(handler, event, run, event_id, handler_name)
+            committed = outcome.committed
+            metrics.ATTEMPTS.labels(handler_name, outcome.status).inc()
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("handler %s on event %s (attempt %d): %s", handler_name, event_id,
-                          run.attempt, status, extra=_about(event))
-            return status
+                          run.attempt, outcome.status, extra=_about(event))
+            return outcome.status, outcome.handed
         finally:
             REQUEST_ID.reset(token)
             self.notify(Notice((event_id,), committed))
 
     def _attempt(self, handler: Handler, event: Event, run: _Run, event_id: str,
-                 handler_name: str) -> tuple[str, bool]:
-        """The attempt's outcome, and whether it committed documents."""
+                 handler_name: str) -> _Outcome:
         tx = StagedTx(self.engine)
         try:
-            with self._heartbeat(event_id, handler_name, run.attempt):
+            # Its lease is renewed every third of handler_timeout while it runs.
+            with self._leases.holding((event_id, handler_name, run.attempt)):
                 handler.fn(event, tx)
         except Exception as exc:  # a handler's failure is data: recorded, retried, dead-lettered
-            return self._fail(event, handler_name, run, exc), False
+            return self._fail(event, handler_name, run, exc)
         try:
-            status = self._succeed(event, handler_name, run, tx)
+            status, handed = self._succeed(event, handler_name, run, tx)
         except Exception as exc:  # its writes were rejected (conflict, bad input): also a failure
-            return self._fail(event, handler_name, run, exc), False
-        return status, status == "succeeded" and bool(tx.writes)
+            return self._fail(event, handler_name, run, exc)
+        return _Outcome(status, status == "succeeded" and bool(tx.writes), handed)
 
-    @contextlib.contextmanager
-    def _heartbeat(self, event_id: str, handler_name: str, attempt: int) -> Iterator[None]:
-        """Renew the lease every third of ``handler_timeout`` while the handler runs, so a
-        long handler is not taken for a dead one and run again beside itself. A worker that
-        dies stops renewing, and the relay redelivers once the lease runs out."""
-        stop = threading.Event()
-        every = self.handler_timeout / 3
+    def _renew(self, attempt: _Attempt) -> None:
+        event_id, handler_name, number = attempt
+        with self._single() as connection:
+            connection.execute(ev.renew_lease(
+                event_id, handler_name, number,
+                datetime.now(UTC) + timedelta(seconds=self.handler_timeout)))
 
-        def renew() -> None:
-            if stop.wait(min(RUNNING_NOTICE_AFTER, every)):
-                return
-            self.notify(Notice((event_id,)))  # long enough for a watcher to see it running
-            while not stop.wait(every):
-                try:
-                    with self.engine.begin() as connection:
-                        connection.execute(ev.renew_lease(
-                            event_id, handler_name, attempt,
-                            datetime.now(UTC) + timedelta(seconds=self.handler_timeout)))
-                except Exception:
-                    log.warning("could not renew the lease of %s/%s", event_id, handler_name,
-                                exc_info=True)
-
-        beat = threading.Thread(target=renew, name=f"lease-{event_id}", daemon=True)
-        beat.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            beat.join()
+    def _announce_running(self, attempt: _Attempt) -> None:
+        self.notify(Notice((attempt[0],)))
 
     def _claim(self, event_id: str, handler_name: str) -> tuple[Event, _Run] | None:
         try:
@@ -213,7 +245,7 @@ class DeliveryWorker:
 
     def _claim_row(self, event_id: str, handler_name: str) -> Any:
         now = datetime.now(UTC)
-        with self.engine.begin() as connection:
+        with self._single() as connection:  # one statement: its own transaction
             return connection.execute(ev.claim(
                 event_id, handler_name, now,
                 now + timedelta(seconds=self.handler_timeout))).first()
@@ -253,15 +285,21 @@ class DeliveryWorker:
             log.warning("could not hand %d ordered deliveries to the broker (%s); the relay "
                         "sends them once their dispatch lease runs out", len(pairs), exc)
 
-    def _succeed(self, event: Event, handler_name: str, run: _Run, tx: StagedTx) -> str:
+    def _succeed(self, event: Event, handler_name: str, run: _Run,
+                 tx: StagedTx) -> tuple[str, list[Pair]]:
         event_id = event.id
+        if not tx.writes and not tx.events and run.ordering_key is None:
+            with self._single() as connection:  # nothing else commits with it
+                ended = connection.execute(ev.succeed(event_id, handler_name, run.attempt,
+                                                      run.record, datetime.now(UTC))).scalar_one()
+            return ("succeeded" if ended else "superseded"), []
         with self.engine.begin() as connection:
             self._lock_key(connection, run, finishing=True)
             now = datetime.now(UTC)
             ended = connection.execute(ev.succeed(event_id, handler_name, run.attempt,
                                                   run.record, now)).scalar_one()
             if not ended:
-                return "superseded"  # the lease expired and another attempt took over
+                return "superseded", []  # the lease expired and another attempt took over
             # The handler's writes commit with the success, or neither does: a write that
             # is refused raises here and rolls the success back with it.
             for write in tx.writes:
@@ -276,10 +314,9 @@ class DeliveryWorker:
             handed = self._free_key(connection, run, True, now)
             if run.ordering_key is not None and self.send is None:
                 connection.execute(ev.notify_relay())  # an ordered successor may be due now
-        self._hand(handed)
-        return "succeeded"
+        return "succeeded", handed
 
-    def _fail(self, event: Event, handler_name: str, run: _Run, exc: Exception) -> str:
+    def _fail(self, event: Event, handler_name: str, run: _Run, exc: Exception) -> _Outcome:
         event_id = event.id
         handler = self.handlers[handler_name]
         attempt = run.attempt
@@ -292,7 +329,7 @@ class DeliveryWorker:
         with self.engine.begin() as connection:
             self._lock_key(connection, run, finishing=dead)
             if not self._owned(connection, event_id, handler_name, attempt):
-                return "superseded"
+                return _Outcome("superseded")
             connection.execute(ev.set_delivery(
                 event_id, handler_name, status=status, last_error=error, updated_at=now,
                 lease_expires_at=None, finished_at=now if dead else None,
@@ -301,6 +338,5 @@ class DeliveryWorker:
                                                 error))
             handed = self._free_key(connection, run, dead, now)  # a dead one blocks nothing
             connection.execute(ev.notify_relay())
-        self._hand(handed)
-        return status
+        return _Outcome(status, handed=handed)
 

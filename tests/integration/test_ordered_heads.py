@@ -1,6 +1,7 @@
 """An ordered handler's deliveries wait behind their key's head: only heads are due, the
-next one becomes due in the transaction that ends its head (sent by that worker itself
-when it has a broker), and the relay's due query
+next one becomes due in the transaction that ends its head (run by that worker itself
+when it has a broker, and sent to the broker once its time for the key is up), and the
+relay's due query
 stays a range of the due index however long the line behind the heads is."""
 
 from __future__ import annotations
@@ -154,7 +155,34 @@ def _walk(node: dict[str, Any]) -> Any:
         yield from _walk(child)
 
 
-async def test_a_worker_that_ends_a_head_sends_the_next_itself(
+async def test_a_worker_that_ends_a_head_runs_the_keys_next_ones_itself(
+        ordered_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
+    await sent(ordered_settings)  # what earlier tests left in the queue
+    await emit_events(ordered_settings, ["a", "b", "a", "a"])
+    await drain(relay)
+    heads = await sent(ordered_settings)
+    first_a = await db.fetchval("SELECT d.event_id::text FROM statesync_deliveries d JOIN "
+                                "statesync_outbox o ON o.id = d.event_id WHERE o.key = 'a' "
+                                "ORDER BY o.seq LIMIT 1")
+    assert first_a in heads and len(heads) == 2
+    broker = CeleryBroker(create_celery(ordered_settings))
+    worker = build_worker(ordered_settings, send=broker.send)
+    try:
+        assert await asyncio.to_thread(worker.deliver, first_a, HANDLER) == "succeeded"
+        # One task ran the whole of key "a", in order, and sent nothing to the broker.
+        statuses = await by_status(db)
+        assert [key for key, _ in statuses["succeeded"]] == ["a", "a", "a"]
+        assert [key for key, _ in statuses["dispatched"]] == ["b"]  # another key: untouched
+        assert await sent(ordered_settings) == []
+        started = await db.fetch("SELECT o.seq FROM statesync_attempts a JOIN statesync_outbox o "
+                                 "ON o.id = a.event_id WHERE o.key = 'a' ORDER BY a.started_at")
+        assert [r["seq"] for r in started] == sorted(r["seq"] for r in started)
+    finally:
+        broker.close()
+        worker.engine.dispose()
+
+
+async def test_a_worker_out_of_time_for_a_key_sends_its_next_one_to_the_broker(
         ordered_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
     await sent(ordered_settings)  # what earlier tests left in the queue
     await emit_events(ordered_settings, ["a", "a", "a"])
@@ -162,6 +190,7 @@ async def test_a_worker_that_ends_a_head_sends_the_next_itself(
     [first] = await sent(ordered_settings)
     broker = CeleryBroker(create_celery(ordered_settings))
     worker = build_worker(ordered_settings, send=broker.send)
+    worker.follow_seconds = 0.0  # every task's time is up at once: each hands on to the broker
     try:
         assert await asyncio.to_thread(worker.deliver, first, HANDLER) == "succeeded"
         # No relay round since: the worker made the next "a" dispatched and sent it.
