@@ -18,12 +18,17 @@ to the same product. Then:
 4. end to end: EVENTS mutations from CLIENTS concurrent HTTP clients, everything
    running; prints events/s from the first send until every delivery is
    `succeeded` (polled in the database).
-5. ordered backlog: with the relay and the worker stopped, ORDERED `Bench.tick` events
+5. no-op backlog: with the worker stopped, 2 x EVENTS `Bench.noop` events (each on its
+   own key) for bench/handlers/noop.py, which does nothing; once the relay has sent them
+   all, a worker starts on the full queue: deliveries/s, as 2, but with nothing committed
+   back, the figure to set beside a bare Celery no-op task.
+6. ordered backlog: with the relay and the worker stopped, ORDERED `Bench.tick` events
    on one key (bench/handlers/ordered.py, `ordered=True`: one at a time, in order);
    then both start, and it prints deliveries/s from the first attempt's start to the
    last one's end (the issue's target: 10k on one key at >= 200/s).
 
-Beside 2 and 3, in the same run and on the same Redis, the raw figures of a bare Celery
+Beside 2, 3 and 5 (each backlog also prints the CPU ms each process spent per delivery,
+leaving out the worker's start), in the same run and on the same Redis, the raw figures of a bare Celery
 app configured as statesync's (bench/raw_celery.py, `-c 2`): no-op tasks/s from a
 backlog of as many tasks, and a task's round trip from send to a Redis PUBLISH that a
 subscriber receives. Each line prints statesync's figure, the raw one and the ratio.
@@ -339,6 +344,45 @@ class RawCelery:
         return times
 
 
+async def noop_backlog(procs: Stack, api: Client, db: asyncpg.Connection, events: int,
+                       within: float) -> tuple[float, dict[str, float]]:
+    """A no-op handler's backlog (bench/handlers/noop.py): what a delivery costs beside a
+    bare Celery no-op task, with nothing committed back."""
+    procs.stop_one("worker")
+    sem = asyncio.Semaphore(16)
+
+    async def emit(n: int) -> None:
+        async with sem:
+            await api.emit("Bench.noop", key=f"k{n}", payload={"n": n})
+
+    await asyncio.gather(*(emit(n) for n in range(events)))
+    count = "SELECT count(*) FROM statesync_deliveries WHERE handler = 'noop' AND status = $1"
+
+    async def until(status: str, at_least: int, what: str) -> None:
+        deadline = time.perf_counter() + within
+        while await db.fetchval(count, status) < at_least:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"timed out after {within:.0f} s waiting for {what}")
+            procs.check()
+            await asyncio.sleep(0.01)  # polling the database is the measurement
+
+    await until("dispatched", events, "the relay to dispatch the no-op backlog")
+    procs.start("worker", "worker", "--concurrency", "2")
+    await until("succeeded", events // 5, "the worker to start")  # leave its start out
+    meter = CpuMeter()
+    meter.start()
+    warm = await db.fetchval(count, "succeeded")
+    await until("succeeded", events, "the worker to drain the no-op backlog")
+    cpu = meter.per(events - warm)
+    row = await db.fetchrow("SELECT min(started_at) AS first, max(finished_at) AS last "
+                            "FROM statesync_attempts WHERE handler = 'noop'")
+    assert row is not None
+    rate = events / max((row["last"] - row["first"]).total_seconds(), 1e-3)
+    print(f"no-op handler backlog (concurrency 2), {events} events: {rate:,.0f} deliveries/s")
+    print(f"  {cpu_line(cpu, 'delivery')}")
+    return rate, cpu
+
+
 async def ordered_backlog(procs: Stack, api: Client, db: asyncpg.Connection, events: int,
                           within: float) -> float:
     procs.stop_one("worker")
@@ -394,6 +438,7 @@ async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None
             echoed = await latency(procs, api, args.changes)
             await end_to_end(procs, api, db, ids, args.events, args.timeout,
                              before=2 * args.events + 2 * args.changes)
+            noop, _ = await noop_backlog(procs, api, db, 2 * args.events, args.timeout)
             ordered = await ordered_backlog(procs, api, db, args.ordered, args.timeout)
     finally:
         await db.close()
@@ -402,6 +447,8 @@ async def run(procs: Stack, database_url: str, args: argparse.Namespace) -> None
     print("| --- | --- | --- | --- |")
     print(f"| deliveries/s from a backlog, worker -c 2 | {raw_rate:,.0f} no-op tasks/s | "
           f"{rate:,.0f} | {rate / raw_rate:.3f}x |")
+    print(f"| deliveries/s from a backlog, no-op handler, -c 2 | {raw_rate:,.0f} no-op tasks/s | "
+          f"{noop:,.0f} | {noop / raw_rate:.3f}x |")
     print(f"| round trip p50 / p99, ms | send -> task -> subscriber "
           f"{statistics.median(raw_trips) * 1e3:.1f} / {percentile(raw_trips, 0.99) * 1e3:.1f} | "
           f"mutation -> handler's change at a subscriber {statistics.median(echoed) * 1e3:.1f} / "
