@@ -27,7 +27,7 @@ from statesync.eventing.handlers import Handlers, load_handlers
 from statesync.eventing.lifecycle import Status
 from statesync.eventing.retention import prune
 from statesync.eventing.sweep import sweep_expired
-from statesync.eventing.tasks import DELIVER, PRUNE, SWEEP
+from statesync.eventing.tasks import DELIVER, DELIVER_MANY, PRUNE, SWEEP
 from statesync.eventing.worker import DeliveryWorker, Notice
 from statesync.feed.channels import Channels
 from statesync.loader import load_models
@@ -37,6 +37,8 @@ from statesync.store.engines import sync_engine
 log = logging.getLogger(__name__)
 
 BROKER_SOCKET_TIMEOUT = 5.0
+ANNOUNCE_TIMEOUT = 1.0  # seconds, beside a renewal every third of handler_timeout
+FAILED = (Status.RETRYING, Status.DEAD)
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -74,12 +76,23 @@ def create_celery(settings: Settings) -> Celery:
     @app.task(name=DELIVER)  # type: ignore[untyped-decorator]
     def deliver(event_id: str, handler: str) -> str:
         status = _worker(settings, app).deliver(event_id, handler)
-        if status in (Status.RETRYING, Status.DEAD):
+        if status in FAILED:
             # Celery's own tools (Flower, events, its log) then show the failure. It is
             # acknowledged like any task: what follows is statesync's (the delivery row).
             raise HandlerFailed(f"handler {handler} failed on event {event_id}; the delivery "
                                 f"is {status} (its lastError says why)")
         return status
+
+    @app.task(name=DELIVER_MANY)  # type: ignore[untyped-decorator]
+    def deliver_many(pairs: list[list[str]]) -> list[str]:
+        statuses = _worker(settings, app).deliver_all([(e, h) for e, h in pairs])
+        failed = [f"{handler} on {event_id} ({status})" for (event_id, handler), status
+                  in zip(pairs, statuses, strict=True) if status in (*FAILED, "not run")]
+        # ("handed back": sent again as tasks of their own, whose state tells their end)
+        if failed:  # the task fails if any of its deliveries did; each row says how
+            raise HandlerFailed(f"{len(failed)} of {len(pairs)} deliveries failed: "
+                                + ", ".join(failed))
+        return statuses
 
     @app.task(name=SWEEP)  # type: ignore[untyped-decorator]
     def sweep() -> int:
@@ -152,12 +165,19 @@ def _worker(settings: Settings, celery: Celery) -> DeliveryWorker:
 
 def build_worker(settings: Settings,
                  send: Callable[[Sequence[Pair]], None] | None = None) -> DeliveryWorker:
-    # No pre-ping (a round trip per checkout): the claim is tried again once on a
-    # connection PostgreSQL dropped (DeliveryWorker._claim).
-    engine = sync_engine(settings.database_url or "", pool_size=2, max_overflow=2)
+    # The pool of transactions pings what it checks out: a handler's writes or failure
+    # must not fail on a connection PostgreSQL dropped (a restart). The autocommit pool
+    # of the claim and the plain success, on the hot path, does not (a round trip per
+    # checkout): its claim is tried again once instead (DeliveryWorker._claim), and a
+    # plain success that fails is recorded as a failed attempt through the pinged pool.
+    engine = sync_engine(settings.database_url or "", pool_size=2, max_overflow=2,
+                         pool_pre_ping=True)
     single_statements = sync_engine(settings.database_url or "", pool_size=1, max_overflow=2,
                                     isolation_level="AUTOCOMMIT")
-    client = redis.Redis.from_url(settings.redis_url or "")
+    # Short timeouts: an announcement is best effort, and the thread that renews leases
+    # also announces long attempts (a Redis that stalls may delay a renewal by as much).
+    client = redis.Redis.from_url(settings.redis_url or "", socket_timeout=ANNOUNCE_TIMEOUT,
+                                  socket_connect_timeout=ANNOUNCE_TIMEOUT)
     channels = Channels(settings.channel_prefix)
 
     def announce(notice: Notice) -> None:

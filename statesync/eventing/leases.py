@@ -6,13 +6,15 @@ again beside itself; a process that dies stops renewing, and the relay sends its
 deliveries again once their leases run out. An attempt still held after
 ``notice_after`` is also announced once as running, so a watcher sees a long attempt
 start without every short one paying for it. Holding an attempt costs a dict entry
-and a notify, not a thread started and joined per attempt.
+and a notify, not a thread started and joined per attempt. Both callbacks run on the
+keeper's thread, so they must be quick or time out quickly (a renewal waits for them).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
@@ -40,6 +42,14 @@ class LeaseKeeper(Generic[Attempt]):
         self._held: dict[Attempt, _Held] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's attempts are not its own to renew (their ends
+        run in the parent), and its lock may have been copied held."""
+        self._held = {}
+        self._changed = threading.Condition()
+        self._thread = None
 
     @contextlib.contextmanager
     def holding(self, attempt: Attempt) -> Iterator[None]:
@@ -47,7 +57,7 @@ class LeaseKeeper(Generic[Attempt]):
         now = time.monotonic()
         with self._changed:
             self._held[attempt] = _Held(now + self._notice_after, now + self._every)
-            if self._thread is None or not self._thread.is_alive():  # after a fork, too
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._keep, name="leases", daemon=True)
                 self._thread.start()
             self._changed.notify()
@@ -74,12 +84,16 @@ class LeaseKeeper(Generic[Attempt]):
                 self._act(attempt, held, now)
 
     def _act(self, attempt: Attempt, held: _Held, now: float) -> None:
-        try:
-            if held.announce_at is not None and held.announce_at <= now:
-                held.announce_at = None
-                self._announce(attempt)
-            if held.renew_at <= now:
-                held.renew_at = now + self._every
+        # The renewal first: a slow announcement (Redis) must not cost a lease.
+        if held.renew_at <= now:
+            held.renew_at = now + self._every
+            try:
                 self._renew(attempt)
-        except Exception:
-            log.warning("could not keep the lease of %s", attempt, exc_info=True)
+            except Exception:
+                log.warning("could not renew the lease of %s", attempt, exc_info=True)
+        if held.announce_at is not None and held.announce_at <= now:
+            held.announce_at = None
+            try:
+                self._announce(attempt)
+            except Exception:
+                log.warning("could not announce %s as running", attempt, exc_info=True)

@@ -2,20 +2,22 @@
 
 Exactly one relay is active: it holds a Postgres advisory lock on its own
 connection (checked alive every loop; lose it and the role is gone). Standbys
-poll for the lock and take over when the active one dies. Each loop:
+poll for the lock and take over when the active one dies. Each round:
 
 1. fan out: events not yet relayed become one delivery per matching handler;
-2. recover: deliveries whose lease expired (a worker was killed, lost or stuck)
-   go back to ``retrying``, or to ``dead`` when out of attempts;
+2. recover (once per poll interval): deliveries whose lease expired (a worker
+   was killed, lost or stuck) go back to ``retrying``, or to ``dead`` when out
+   of attempts;
 3. dispatch: due deliveries (for ordered handlers, only the oldest unfinished
    one per document) are locked (FOR UPDATE SKIP LOCKED) and marked
    ``dispatched`` in one statement, then sent to the broker before that
    transaction commits, so two relays never send the same row at once, and a
    relay dying mid-send only causes a resend, which the delivery row makes
-   harmless. A dispatched delivery that no
-   worker has started within ``dispatch_timeout`` (the broker lost it, or the
-   worker that had prefetched it died) is sent again: a few seconds, where a
-   running handler keeps the lease its heartbeat renews.
+   harmless. An ordered key's head goes in a task of its own; many unordered
+   deliveries go in bundles (``tasks.bundle_size``). A dispatched delivery that
+   no worker has started within ``dispatch_timeout`` (the broker lost it, or
+   the worker that had prefetched it died) is sent again: a few seconds, where
+   a running handler keeps the lease its worker renews.
 
 Nothing the relay depends on may kill it. A failed round (the broker is down,
 PostgreSQL restarted) is logged in one line and tried again with a growing,
@@ -23,7 +25,8 @@ jittered delay; the role is kept through a broker outage, and given up only with
 the connection that holds its lock.
 
 LISTEN/NOTIFY wakes it (the sequencer notifies once per batch; workers after
-each attempt); it also polls, because a notification can be lost. A wake-up runs
+a failure, and after an ordered success when they have no broker to hand the key's
+next delivery to); it also polls, because a notification can be lost. A wake-up runs
 fan-out and dispatch, and again only while a batch comes back full; recovery,
 which only acts on leases that ran out, runs once per poll interval. Broker calls
 run in a thread: they never block the event loop.
@@ -48,9 +51,10 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_ran
 from statesync.config import libpq_url
 from statesync.eventing import metrics
 from statesync.eventing import statements as ev
-from statesync.eventing.broker import Broker
+from statesync.eventing.broker import Broker, Pair
 from statesync.eventing.handlers import Handlers
 from statesync.eventing.lifecycle import Status, after_lost_lease, lost_lease_error
+from statesync.eventing.tasks import bundle_size
 from statesync.store import locks
 from statesync.store import statements as q
 from statesync.supervision import being_cancelled
@@ -237,11 +241,22 @@ class Relay:
             if not due:
                 return 0
             pairs = [(str(d.event_id), d.handler) for d in due]
+            # An ordered key's head goes alone, so that keys run side by side; the others
+            # go in bundles when there are many (statesync.eventing.tasks.bundle_size).
+            keyed = [pair for pair, d in zip(pairs, due, strict=True) if d.ordering_key]
+            loose = [pair for pair, d in zip(pairs, due, strict=True) if not d.ordering_key]
             # A send that fails rolls the dispatch back: they stay due.
-            await asyncio.to_thread(self.broker.send, pairs)
+            await asyncio.to_thread(self._send, keyed, loose)
         self.sent += len(pairs)
         metrics.RELAY_DISPATCHED.inc(len(pairs))
         return len(pairs)
+
+
+    def _send(self, keyed: list[Pair], loose: list[Pair]) -> None:
+        if keyed:
+            self.broker.send(keyed)
+        if loose:
+            self.broker.send(loose, bundle_size(len(loose)))
 
 
 def _any_failure(error: BaseException) -> bool:

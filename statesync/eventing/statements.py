@@ -145,7 +145,7 @@ def dispatch_due(now: datetime, limit: int, lease_until: datetime) -> sa.Executa
             .where(deliveries.c.event_id == due.c.event_id, deliveries.c.handler == due.c.handler)
             .values(status=Status.DISPATCHED, lease_expires_at=lease_until, updated_at=now)
             .returning(deliveries.c.event_id, deliveries.c.handler, deliveries.c.next_attempt_at,
-                       deliveries.c.event_seq))
+                       deliveries.c.event_seq, deliveries.c.ordering_key))
 
 
 def expired_leases(now: datetime, limit: int, status: str) -> sa.Select[Any]:
@@ -183,7 +183,8 @@ WITH locked AS (
     FROM claimed c
     RETURNING attempt
 ), lazy AS (
-    -- lazy_commit() in the same round trip: a claim lost in a crash is only taken again.
+    -- A lazy commit (LAZY_COMMITS) in the same round trip: a claim lost in a crash is only
+    -- taken again.
     SELECT set_config('synchronous_commit', 'off', true) AS commit_mode
 )
 SELECT c.attempts AS attempt, c.ordering_key, r.attempt AS record, o.*

@@ -1,7 +1,8 @@
 """Running one delivery (event x handler) in a Celery worker, at least once, effect once.
 
-Three short transactions (each of the first and, when the handler wrote nothing and
-frees no key, the last, a single statement run without BEGIN and COMMIT: one round trip):
+Three short transactions (the claim, and the success of a handler that wrote and emitted
+nothing and frees no ordering key, are single statements, run without BEGIN and COMMIT
+when the worker has an autocommitting pool: one round trip each):
 1. claim: the delivery must be ``dispatched`` (or ``running`` with an expired
    lease); it becomes ``running``, one more attempt, with a fresh lease;
 2. the handler runs, outside any transaction, staging its writes in ``tx``;
@@ -88,6 +89,20 @@ class StagedTx:
         self.events.append((type, key, dict(payload)))
 
 
+def _once_more_if_dropped(statement: Callable[[], Any]) -> Any:
+    """Run a one-statement transaction, again once if its pooled connection was one that
+    PostgreSQL had dropped (a restart): the pool renews itself on seeing one, so the second
+    try gets a live connection, where pinging each checkout cost a round trip per attempt.
+    Sent twice, it is harmless: a claim that had committed is then found taken (the attempt
+    is recovered once its lease runs out), a success found ended ("superseded")."""
+    try:
+        return statement()
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return statement()
+
+
 def event_from_row(row: Any, attempt: int) -> Event:
     payload = dict(row.payload)
     change = ChangeEventPayload.read(payload) if row.model is not None else None
@@ -171,13 +186,48 @@ class DeliveryWorker:
         and so on for up to ``follow_seconds``: no broker hop and no task between two events
         of a key. What is left then is sent to the broker."""
         status, handed = self._deliver_one(event_id, handler_name)
-        until = time.monotonic() + self.follow_seconds
-        while handed and time.monotonic() < until:
-            following = handed.pop(0)
-            _, more = self._deliver_one(*following)
-            handed.extend(more)
-        self._hand(handed)
+        self._follow(handed, time.monotonic() + self.follow_seconds)
         return status
+
+    def deliver_all(self, pairs: Sequence[Pair]) -> list[str]:
+        """:meth:`deliver` for each of a bundle, one after the other, for up to
+        ``follow_seconds`` (after the first): the rest then goes back to the broker, one
+        task each ("handed back"), so that no member waits out its dispatch lease behind
+        slow ones. One that cannot run (PostgreSQL gone, an unknown handler) is logged and
+        ``"not run"``, and the others still run; the relay sends it again once its lease
+        (dispatch, or running if its claim went through) runs out."""
+        until = time.monotonic() + self.follow_seconds
+        statuses: list[str] = []
+        handed: list[Pair] = []
+        for n, (event_id, handler_name) in enumerate(pairs):
+            if n and time.monotonic() >= until:
+                rest = list(pairs[n:])
+                self._hand(rest)
+                statuses.extend("handed back" for _ in rest)
+                break
+            try:
+                status, more = self._deliver_one(event_id, handler_name)
+            except Exception as exc:
+                log.warning("delivery %s/%s could not run (%s: %s)", event_id, handler_name,
+                            type(exc).__name__, exc)
+                status, more = "not run", []
+            statuses.append(status)
+            handed.extend(more)
+        self._follow(handed, until)
+        return statuses
+
+    def _follow(self, handed: list[Pair], until: float) -> None:
+        """Run what ends handed this worker while time is left; the broker gets the rest.
+        Their outcomes are in their delivery rows: the task reports its own delivery's."""
+        try:
+            while handed and time.monotonic() < until:
+                _, more = self._deliver_one(*handed[0])
+                handed.pop(0)
+                handed.extend(more)
+        except Exception as exc:  # it goes to the broker with the rest, to be tried again
+            log.warning("delivery %s/%s could not run (%s: %s); sent to the broker", *handed[0],
+                        type(exc).__name__, exc)
+        self._hand(handed)
 
     def _deliver_one(self, event_id: str, handler_name: str) -> tuple[str, list[Pair]]:
         handler = self.handlers.by_name.get(handler_name)
@@ -230,15 +280,7 @@ class DeliveryWorker:
         self.notify(Notice((attempt[0],)))
 
     def _claim(self, event_id: str, handler_name: str) -> tuple[Event, _Run] | None:
-        try:
-            row = self._claim_row(event_id, handler_name)
-        except sa.exc.DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            # A pooled connection that PostgreSQL dropped (a restart): the pool renewed
-            # itself on seeing it, and a claim that failed did nothing, so it is tried once
-            # more. (Pinging every connection on checkout cost a round trip per attempt.)
-            row = self._claim_row(event_id, handler_name)
+        row = _once_more_if_dropped(lambda: self._claim_row(event_id, handler_name))
         if row is None:
             return None  # finished, owned by another attempt, or not due: a duplicate task
         return event_from_row(row, row.attempt), _Run(row.attempt, row.record, row.ordering_key)
@@ -289,9 +331,13 @@ class DeliveryWorker:
                  tx: StagedTx) -> tuple[str, list[Pair]]:
         event_id = event.id
         if not tx.writes and not tx.events and run.ordering_key is None:
-            with self._single() as connection:  # nothing else commits with it
-                ended = connection.execute(ev.succeed(event_id, handler_name, run.attempt,
-                                                      run.record, datetime.now(UTC))).scalar_one()
+            def plain_success() -> Any:
+                with self._single() as connection:  # nothing else commits with it
+                    return connection.execute(ev.succeed(
+                        event_id, handler_name, run.attempt, run.record,
+                        datetime.now(UTC))).scalar_one()
+
+            ended = _once_more_if_dropped(plain_success)
             return ("succeeded" if ended else "superseded"), []
         with self.engine.begin() as connection:
             self._lock_key(connection, run, finishing=True)

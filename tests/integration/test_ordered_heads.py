@@ -7,7 +7,6 @@ stays a range of the due index however long the line behind the heads is."""
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,17 +14,14 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from statesync.config import Settings, asyncpg_url
+from statesync.config import Settings
 from statesync.eventing.broker import CeleryBroker
 from statesync.eventing.celery_app import build_worker, create_celery
-from statesync.eventing.entry import build_relay
 from statesync.eventing.relay import Relay
 from statesync.eventing.statements import due_deliveries, hand_over, promote_heads
-from tests.integration.conftest import emit_events
+from tests.integration.conftest import emit_events, pumped_relay, queued_tasks
 from tests.integration.test_relay import HANDLERS
 
 HANDLER = "ordered_sink"
@@ -40,13 +36,8 @@ def ordered_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def relay(ordered_settings: Settings) -> AsyncIterator[Relay]:
-    engine = create_async_engine(asyncpg_url(ordered_settings.database_url or ""), pool_size=2)
-    relay = build_relay(ordered_settings, engine)
-    try:
-        yield relay
-    finally:
-        relay.broker.close()  # type: ignore[attr-defined]
-        await engine.dispose()
+    async with pumped_relay(ordered_settings) as pumped:
+        yield pumped
 
 
 async def drain(relay: Relay) -> None:
@@ -64,13 +55,8 @@ async def by_status(db: asyncpg.Connection) -> dict[str, list[tuple[str, int]]]:
 
 
 async def sent(settings: Settings) -> list[str]:
-    broker = aioredis.Redis.from_url(settings.redis_url or "")
-    try:
-        raw = await broker.lrange(settings.queue, 0, -1)
-        await broker.delete(settings.queue)
-    finally:
-        await broker.aclose()
-    return [orjson.loads(base64.b64decode(orjson.loads(m)["body"]))[0][0] for m in raw]
+    """The event ids of the deliveries in the queue, oldest first (the queue is emptied)."""
+    return [event_id for _, pairs in await queued_tasks(settings) for event_id, _ in pairs]
 
 
 async def test_only_each_keys_head_is_sent_and_its_end_lets_the_next_go(

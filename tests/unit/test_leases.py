@@ -3,6 +3,7 @@ and forgets an attempt as soon as it is let go."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 
@@ -86,3 +87,28 @@ def test_a_renewal_that_fails_is_logged_and_the_next_one_still_comes() -> None:
     with leases.holding("a"):
         assert record.wait(lambda: record.renewed["a"] >= 1)
     assert failures == ["a", "a"]
+
+
+def test_a_forked_child_keeps_its_own_leases_not_its_parents() -> None:
+    # Celery's prefork pool forks: a child must not renew what its parent holds (their
+    # ends run in the parent), and must not inherit a lock taken at the fork.
+    sink = [Record()]  # each process records into its own
+    leases = LeaseKeeper(every=0.02, notice_after=0.01, renew=lambda a: sink[0].renew(a),
+                         announce=lambda a: sink[0].announce(a))
+    with leases.holding("parent"):
+        assert sink[0].wait(lambda: sink[0].renewed["parent"] >= 1)
+        pid = os.fork()
+        if pid == 0:  # the child: its own attempt is kept, the parent's is not
+            sink[0] = child = Record()
+            with leases.holding("child"):
+                kept = child.wait(lambda: child.renewed["child"] >= 3)
+            os._exit(0 if kept and child.renewed["parent"] == 0 else 1)
+        ended: list[tuple[int, int]] = []
+        waiter = threading.Thread(target=lambda: ended.append(os.waitpid(pid, 0)))
+        waiter.start()
+        waiter.join(WITHIN)
+        if not ended:
+            os.kill(pid, 9)
+            waiter.join()
+            raise AssertionError("the child hung (a lock copied held?)")
+    assert os.waitstatus_to_exitcode(ended[0][1]) == 0
