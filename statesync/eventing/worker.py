@@ -288,9 +288,9 @@ class DeliveryWorker:
     def _claim_row(self, event_id: str, handler_name: str) -> Any:
         now = datetime.now(UTC)
         with self._single() as connection:  # one statement: its own transaction
-            return connection.execute(ev.claim(
+            return connection.exec_driver_sql(*ev.claim(
                 event_id, handler_name, now,
-                now + timedelta(seconds=self.handler_timeout))).first()
+                now + timedelta(seconds=self.handler_timeout)).for_psycopg()).first()
 
     def _owned(self, connection: sa.Connection, event_id: str, handler_name: str,
                attempt: int) -> bool:
@@ -333,17 +333,17 @@ class DeliveryWorker:
         if not tx.writes and not tx.events and run.ordering_key is None:
             def plain_success() -> Any:
                 with self._single() as connection:  # nothing else commits with it
-                    return connection.execute(ev.succeed(
+                    return connection.exec_driver_sql(*ev.succeed(
                         event_id, handler_name, run.attempt, run.record,
-                        datetime.now(UTC))).scalar_one()
+                        datetime.now(UTC)).for_psycopg()).scalar_one()
 
             ended = _once_more_if_dropped(plain_success)
             return ("succeeded" if ended else "superseded"), []
         with self.engine.begin() as connection:
             self._lock_key(connection, run, finishing=True)
             now = datetime.now(UTC)
-            ended = connection.execute(ev.succeed(event_id, handler_name, run.attempt,
-                                                  run.record, now)).scalar_one()
+            ended = connection.exec_driver_sql(*ev.succeed(
+                event_id, handler_name, run.attempt, run.record, now).for_psycopg()).scalar_one()
             if not ended:
                 return "superseded", []  # the lease expired and another attempt took over
             # The handler's writes commit with the success, or neither does: a write that
