@@ -215,7 +215,7 @@ async def worker_backlog(procs: Stack, db: asyncpg.Connection, events: int,
           f"an attempt spends {row['inside'].total_seconds() * 1e3:.1f} ms on average from its claim "
           "to its success, the rest of each slot's time is Celery and the broker)")
     print(f"  {cpu_line(cpu, 'delivery')}")
-    return 2 * events / max(spread, 1e-3)
+    return 2 * events / max(float(spread), 1e-3)
 
 
 async def latency(procs: Stack, api: Client, changes: int) -> list[float]:
@@ -407,7 +407,7 @@ async def ordered_backlog(procs: Stack, api: Client, db: asyncpg.Connection, eve
     row = await db.fetchrow("SELECT min(started_at) AS first, max(finished_at) AS last "
                             "FROM statesync_attempts WHERE handler = 'ordered_tick'")
     assert row is not None
-    spread = (row["last"] - row["first"]).total_seconds()
+    spread: float = (row["last"] - row["first"]).total_seconds()
     rate = events / max(spread, 1e-3)
     print(f"ordered backlog, {events} events on one key: {rate:,.0f} deliveries/s "
           f"({spread:.2f} s first start to last end)")

@@ -32,7 +32,11 @@ def client() -> redis.Redis:
 def count(key: str) -> None:
     """Counts itself, with the times of the first and the last run (one pipeline)."""
     now = time.time()
-    client().pipeline().set(f"{key}:first", now, nx=True).set(f"{key}:last", now).incr(key).execute()
+    pipe = client().pipeline()
+    pipe.set(f"{key}:first", now, nx=True)
+    pipe.set(f"{key}:last", now)
+    pipe.incr(key)
+    pipe.execute()
 
 
 @app.task(name="raw.echo")  # type: ignore[untyped-decorator]
