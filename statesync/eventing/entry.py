@@ -24,6 +24,7 @@ from statesync.store.engines import async_engine
 
 log = logging.getLogger(__name__)
 
+
 def relay_engine(settings: Settings, **pool: Any) -> AsyncEngine:
     """The relay's pool. Its connections commit lazily (``statements.LAZY_COMMITS``): all
     it writes but one step is bookkeeping a PostgreSQL crash only makes it repeat, and the

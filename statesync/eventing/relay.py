@@ -251,7 +251,6 @@ class Relay:
         metrics.RELAY_DISPATCHED.inc(len(pairs))
         return len(pairs)
 
-
     def _send(self, keyed: list[Pair], loose: list[Pair]) -> None:
         if keyed:
             self.broker.send(keyed)

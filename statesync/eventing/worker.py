@@ -42,7 +42,7 @@ from statesync.eventing.leases import LeaseKeeper
 from statesync.eventing.lifecycle import Status, after_failure
 from statesync.logs import REQUEST_ID
 from statesync.store import statements as q
-from statesync.store.commits import Model, commit_steps, emit_steps, run_sync
+from statesync.store.commits import Model, commit_steps, emit_steps, execute_sync, run_sync
 
 log = logging.getLogger(__name__)
 
@@ -288,9 +288,8 @@ class DeliveryWorker:
     def _claim_row(self, event_id: str, handler_name: str) -> Any:
         now = datetime.now(UTC)
         with self._single() as connection:  # one statement: its own transaction
-            return connection.exec_driver_sql(*ev.claim(
-                event_id, handler_name, now,
-                now + timedelta(seconds=self.handler_timeout)).for_psycopg()).first()
+            return execute_sync(connection, ev.claim(
+                event_id, handler_name, now, now + timedelta(seconds=self.handler_timeout))).first()
 
     def _owned(self, connection: sa.Connection, event_id: str, handler_name: str,
                attempt: int) -> bool:
@@ -333,17 +332,17 @@ class DeliveryWorker:
         if not tx.writes and not tx.events and run.ordering_key is None:
             def plain_success() -> Any:
                 with self._single() as connection:  # nothing else commits with it
-                    return connection.exec_driver_sql(*ev.succeed(
+                    return execute_sync(connection, ev.succeed(
                         event_id, handler_name, run.attempt, run.record,
-                        datetime.now(UTC)).for_psycopg()).scalar_one()
+                        datetime.now(UTC))).scalar_one()
 
             ended = _once_more_if_dropped(plain_success)
             return ("succeeded" if ended else "superseded"), []
         with self.engine.begin() as connection:
             self._lock_key(connection, run, finishing=True)
             now = datetime.now(UTC)
-            ended = connection.exec_driver_sql(*ev.succeed(
-                event_id, handler_name, run.attempt, run.record, now).for_psycopg()).scalar_one()
+            ended = execute_sync(connection, ev.succeed(
+                event_id, handler_name, run.attempt, run.record, now)).scalar_one()
             if not ended:
                 return "superseded", []  # the lease expired and another attempt took over
             # The handler's writes commit with the success, or neither does: a write that

@@ -486,13 +486,18 @@ async def run_async(connection: AsyncConnection, steps: Generator[Statement, Any
         return value
 
 
+def execute_sync(connection: sa.Connection, query: Query) -> sa.CursorResult[Any]:
+    """One driver-SQL statement on a sync connection (Celery workers)."""
+    return connection.exec_driver_sql(*query.for_psycopg())
+
+
 def run_sync(connection: sa.Connection, steps: Generator[Statement, Any, R]) -> R:
     """Drive ``steps`` on a sync connection (Celery workers), inside the caller's transaction."""
     try:
         statement = next(steps)
         while True:
             if isinstance(statement, Query):
-                result = connection.exec_driver_sql(*statement.for_psycopg())
+                result = execute_sync(connection, statement)
             else:
                 result = connection.execute(statement)
             statement = steps.send(result)

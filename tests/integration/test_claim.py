@@ -11,7 +11,7 @@ from statesync.config import Settings, psycopg_url
 from statesync.eventing import statements as ev
 from statesync.eventing.entry import relay_engine
 from statesync.eventing.lifecycle import Status, may_start
-from statesync.store.commits import emit_steps, run_sync
+from statesync.store.commits import emit_steps, execute_sync, run_sync
 
 NOW = datetime.now(UTC)
 LEASES = {"none": None, "past": NOW - timedelta(seconds=5), "future": NOW + timedelta(seconds=5)}
@@ -36,8 +36,8 @@ def test_the_claim_agrees_with_may_start(settings: Settings, status: Status, lea
     try:
         with engine.begin() as connection:
             event_id = delivery(connection, str(status), 1, LEASES[lease])
-            claimed = connection.exec_driver_sql(*ev.claim(
-                event_id, "h", NOW, NOW + timedelta(seconds=10)).for_psycopg()).first()
+            claimed = execute_sync(connection, ev.claim(
+                event_id, "h", NOW, NOW + timedelta(seconds=10))).first()
             after = connection.exec_driver_sql(
                 "SELECT status, attempts FROM statesync_deliveries WHERE event_id = %s",
                 (event_id,)).one()
@@ -70,9 +70,9 @@ def test_a_claim_waits_for_the_relays_dispatch_to_commit(settings: Settings) -> 
 
         def worker() -> None:
             with engine.begin() as connection:
-                claimed.append(connection.exec_driver_sql(*ev.claim(
+                claimed.append(execute_sync(connection, ev.claim(
                     event_id, "h", datetime.now(UTC),
-                    datetime.now(UTC) + timedelta(seconds=10)).for_psycopg()).first())
+                    datetime.now(UTC) + timedelta(seconds=10))).first())
 
         thread = threading.Thread(target=worker)
         thread.start()
@@ -105,21 +105,21 @@ def test_a_claim_commits_without_waiting_for_the_disk_and_a_success_waits(
         with engine.begin() as connection:
             event_id = delivery(connection, str(Status.DISPATCHED), 0, None)
         with engine.begin() as connection:
-            claimed = connection.exec_driver_sql(*ev.claim(
-                event_id, "h", NOW, NOW + timedelta(seconds=10)).for_psycopg()).first()
+            claimed = execute_sync(connection, ev.claim(
+                event_id, "h", NOW, NOW + timedelta(seconds=10))).first()
             assert claimed is not None
             assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
         with engine.begin() as connection:
-            ended = connection.exec_driver_sql(*ev.succeed(
-                event_id, "h", claimed.attempt, claimed.record, NOW).for_psycopg()).scalar_one()
+            ended = execute_sync(connection, ev.succeed(
+                event_id, "h", claimed.attempt, claimed.record, NOW)).scalar_one()
             assert ended == 1
             assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
             history = connection.exec_driver_sql(
                 "SELECT outcome FROM statesync_attempts WHERE event_id = %s", (event_id,)).scalar()
         assert history == "succeeded"
         with engine.begin() as connection:  # a second end of the same attempt owns nothing
-            assert connection.exec_driver_sql(*ev.succeed(
-                event_id, "h", claimed.attempt, claimed.record, NOW).for_psycopg()).scalar_one() == 0
+            assert execute_sync(connection, ev.succeed(
+                event_id, "h", claimed.attempt, claimed.record, NOW)).scalar_one() == 0
     finally:
         engine.dispose()
 
