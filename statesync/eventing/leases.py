@@ -13,13 +13,16 @@ keeper's thread, so they must be quick or time out quickly (a renewal waits for 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,13 @@ class _Held:
     renew_at: float
 
 
+def _forget_in_child(keeper: weakref.ref[LeaseKeeper[Any]]) -> None:
+    # Weakly held: the fork hook lives for ever, a keeper (and its worker's pools) need not.
+    alive = keeper()
+    if alive is not None:
+        alive._forget()
+
+
 class LeaseKeeper(Generic[Attempt]):
     def __init__(self, *, every: float, notice_after: float,
                  renew: Callable[[Attempt], None], announce: Callable[[Attempt], None]) -> None:
@@ -42,7 +52,10 @@ class LeaseKeeper(Generic[Attempt]):
         self._held: dict[Attempt, _Held] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
-        os.register_at_fork(after_in_child=self._forget)
+        # When the thread next looks by itself (inf: it waits for a hold): a hold due later
+        # need not wake it, so a short attempt costs the thread nothing.
+        self._looks_at = 0.0
+        os.register_at_fork(after_in_child=functools.partial(_forget_in_child, weakref.ref(self)))
 
     def _forget(self) -> None:
         """In a forked child: the parent's attempts are not its own to renew (their ends
@@ -50,17 +63,21 @@ class LeaseKeeper(Generic[Attempt]):
         self._held = {}
         self._changed = threading.Condition()
         self._thread = None
+        self._looks_at = 0.0
 
     @contextlib.contextmanager
     def holding(self, attempt: Attempt) -> Iterator[None]:
         """Keep ``attempt``'s lease (renewed by ``renew(attempt)``) while the block runs."""
         now = time.monotonic()
+        held = _Held(now + self._notice_after, now + self._every)
         with self._changed:
-            self._held[attempt] = _Held(now + self._notice_after, now + self._every)
+            self._held[attempt] = held
             if self._thread is None or not self._thread.is_alive():
+                self._looks_at = 0.0  # a new thread looks at once
                 self._thread = threading.Thread(target=self._keep, name="leases", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            elif now + self._notice_after < self._looks_at:
+                self._changed.notify()
         try:
             yield
         finally:
@@ -78,8 +95,10 @@ class LeaseKeeper(Generic[Attempt]):
                     moments = [moment for held in self._held.values()
                                for moment in (held.announce_at, held.renew_at)
                                if moment is not None]
-                    self._changed.wait(min(moments) - now if moments else None)
+                    self._looks_at = min(moments, default=math.inf)
+                    self._changed.wait(self._looks_at - now if moments else None)
                     continue
+                self._looks_at = 0.0  # acting: it looks again right after
             for attempt, held in due:  # outside the lock: a round trip each
                 self._act(attempt, held, now)
 
