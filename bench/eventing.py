@@ -344,34 +344,48 @@ class RawCelery:
         return times
 
 
+async def emit_events(api: Client, event_type: str, events: int, key: Any) -> None:
+    """``events`` custom events (``key(n)`` each), 16 requests at a time."""
+    sem = asyncio.Semaphore(16)
+
+    async def emit(n: int) -> None:
+        async with sem:
+            await api.emit(event_type, key=key(n), payload={"n": n})
+
+    await asyncio.gather(*(emit(n) for n in range(events)))
+
+
+async def wait_deliveries(db: asyncpg.Connection, procs: Stack, handler: str, status: str,
+                          at_least: int, within: float, what: str) -> int:
+    """Poll until ``at_least`` of ``handler``'s deliveries have ``status``; returns how many."""
+    deadline = time.perf_counter() + within
+    while (count := await db.fetchval(
+            "SELECT count(*) FROM statesync_deliveries WHERE handler = $1 AND status = $2",
+            handler, status)) < at_least:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"timed out after {within:.0f} s waiting for {what}: "
+                             f"{count} of {at_least}")
+        procs.check()
+        await asyncio.sleep(0.01)  # polling the database is the measurement
+    return int(count)
+
+
 async def noop_backlog(procs: Stack, api: Client, db: asyncpg.Connection, events: int,
                        within: float) -> tuple[float, dict[str, float]]:
     """A no-op handler's backlog (bench/handlers/noop.py): what a delivery costs beside a
     bare Celery no-op task, with nothing committed back."""
     procs.stop_one("worker")
-    sem = asyncio.Semaphore(16)
+    await emit_events(api, "Bench.noop", events, lambda n: f"k{n}")
 
-    async def emit(n: int) -> None:
-        async with sem:
-            await api.emit("Bench.noop", key=f"k{n}", payload={"n": n})
-
-    await asyncio.gather(*(emit(n) for n in range(events)))
-    count = "SELECT count(*) FROM statesync_deliveries WHERE handler = 'noop' AND status = $1"
-
-    async def until(status: str, at_least: int, what: str) -> None:
-        deadline = time.perf_counter() + within
-        while await db.fetchval(count, status) < at_least:
-            if time.perf_counter() > deadline:
-                raise SystemExit(f"timed out after {within:.0f} s waiting for {what}")
-            procs.check()
-            await asyncio.sleep(0.01)  # polling the database is the measurement
+    async def until(status: str, at_least: int, what: str) -> int:
+        return await wait_deliveries(db, procs, "noop", status, at_least, within, what)
 
     await until("dispatched", events, "the relay to dispatch the no-op backlog")
     procs.start("worker", "worker", "--concurrency", "2")
     await until("succeeded", events // 5, "the worker to start")  # leave its start out
     meter = CpuMeter()
     meter.start()
-    warm = await db.fetchval(count, "succeeded")
+    warm = await until("succeeded", 0, "")
     await until("succeeded", events, "the worker to drain the no-op backlog")
     cpu = meter.per(events - warm)
     row = await db.fetchrow("SELECT min(started_at) AS first, max(finished_at) AS last "
@@ -387,23 +401,11 @@ async def ordered_backlog(procs: Stack, api: Client, db: asyncpg.Connection, eve
                           within: float) -> float:
     procs.stop_one("worker")
     procs.stop_one("relay")
-    sem = asyncio.Semaphore(16)
-
-    async def tick(n: int) -> None:
-        async with sem:
-            await api.emit("Bench.tick", key="one", payload={"n": n})
-
-    await asyncio.gather(*(tick(n) for n in range(events)))
+    await emit_events(api, "Bench.tick", events, lambda n: "one")
     procs.start("relay", "relay")
     procs.start("worker", "worker", "--concurrency", "2")
-    done = "SELECT count(*) FROM statesync_deliveries WHERE handler = 'ordered_tick' AND status = 'succeeded'"
-    deadline = time.perf_counter() + within
-    while await db.fetchval(done) < events:
-        if time.perf_counter() > deadline:
-            raise SystemExit(f"timed out after {within:.0f} s draining the ordered backlog: "
-                             f"{await db.fetchval(done)} of {events}")
-        procs.check()
-        await asyncio.sleep(0.05)  # polling the database is the measurement
+    await wait_deliveries(db, procs, "ordered_tick", "succeeded", events, within,
+                          "the ordered backlog to drain")
     row = await db.fetchrow("SELECT min(started_at) AS first, max(finished_at) AS last "
                             "FROM statesync_attempts WHERE handler = 'ordered_tick'")
     assert row is not None
