@@ -85,7 +85,7 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=DELIVER_MANY)  # type: ignore[untyped-decorator]
     def deliver_many(pairs: list[list[str]]) -> list[str]:
-        statuses = _worker(settings, app).deliver_all([(e, h) for e, h in pairs])
+        statuses = _worker(settings, app).deliver_all(bundle_of(pairs))
         failed = [f"{handler} on {event_id} ({status})" for (event_id, handler), status
                   in zip(pairs, statuses, strict=True) if status in (*FAILED, "not run")]
         # ("handed back": sent again as tasks of their own, whose state tells their end)
@@ -146,6 +146,16 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         options |= {"socket_timeout": BROKER_SOCKET_TIMEOUT,
                     "socket_connect_timeout": BROKER_SOCKET_TIMEOUT}
     return options
+
+
+def bundle_of(message: Any) -> list[Pair]:
+    """A bundle task's deliveries, ``[[event_id, handler], ...]``. Only relays and workers
+    send these; anything else is refused whole, before any claim."""
+    if not isinstance(message, list) or not all(
+            isinstance(pair, list | tuple) and len(pair) == 2
+            and all(isinstance(part, str) for part in pair) for pair in message):
+        raise ValueError(f"not a bundle of deliveries: {str(message)[:200]}")
+    return [(event_id, handler) for event_id, handler in message]
 
 
 class HandlerFailed(Exception):

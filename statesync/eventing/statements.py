@@ -5,6 +5,7 @@ from the lifecycle (``statesync.eventing.lifecycle``), never as bare strings."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -160,20 +161,35 @@ def expired_leases(now: datetime, limit: int, status: str) -> sa.Select[Any]:
     )
 
 
-_CLAIM = Sql.of("""
+# Deliveries named by the caller, sorted (:func:`_sorted`), each row locked by its key in
+# that order: two statements on overlapping sets cannot deadlock, and the lock is an index
+# lookup per row whatever the planner thinks of the array (a subquery with FOR UPDATE is
+# never flattened into a join).
+_NAMED = """
+    SELECT l.*, n.attempt AS claimed_attempt, n.record
+    FROM unnest(CAST(:event_ids AS uuid[]), CAST(:handlers AS text[]), CAST(:attempts AS int[]),
+                CAST(:records AS int[])) AS n(event_id, handler, attempt, record)
+    CROSS JOIN LATERAL (
+        SELECT event_id, handler, status, attempts, lease_expires_at FROM statesync_deliveries d
+        WHERE d.event_id = n.event_id AND d.handler = n.handler
+        FOR UPDATE
+    ) l
+"""
+
+_CLAIM = Sql.of(f"""
 WITH locked AS (
     -- The row lock first, then the test: the relay may not have committed the dispatch yet,
     -- and a status test in the UPDATE would read the row as it was before (and skip it).
-    SELECT event_id, handler, status, lease_expires_at FROM statesync_deliveries
-    WHERE event_id = CAST(:event_id AS uuid) AND handler = :handler
-    FOR UPDATE
+    {_NAMED}
 ), claimed AS (
     UPDATE statesync_deliveries d
-    SET status = :running, attempts = d.attempts + 1, updated_at = :now, lease_expires_at = :lease
+    SET status = '{Status.RUNNING}', attempts = d.attempts + 1, updated_at = :now,
+        lease_expires_at = :lease
     FROM locked l
     WHERE d.event_id = l.event_id AND d.handler = l.handler
-      AND (l.status = :dispatched
-           OR (l.status = :running AND (l.lease_expires_at IS NULL OR l.lease_expires_at < :now)))
+      AND (l.status = '{Status.DISPATCHED}'
+           OR (l.status = '{Status.RUNNING}'
+               AND (l.lease_expires_at IS NULL OR l.lease_expires_at < :now)))
     RETURNING d.event_id, d.handler, d.attempts, d.ordering_key
 ), recorded AS (
     INSERT INTO statesync_attempts (event_id, handler, attempt, started_at)
@@ -182,27 +198,45 @@ WITH locked AS (
             WHERE a.event_id = c.event_id AND a.handler = c.handler),
            :now
     FROM claimed c
-    RETURNING attempt
+    RETURNING event_id, handler, attempt
 ), lazy AS (
     -- A lazy commit (LAZY_COMMITS) in the same round trip: a claim lost in a crash is only
     -- taken again.
     SELECT set_config('synchronous_commit', 'off', true) AS commit_mode
 )
-SELECT c.attempts AS attempt, c.ordering_key, r.attempt AS record, o.*
-FROM claimed c CROSS JOIN recorded r CROSS JOIN lazy JOIN statesync_outbox o ON o.id = c.event_id
+SELECT c.handler, c.attempts AS attempt, c.ordering_key, r.attempt AS record, o.*
+FROM claimed c JOIN recorded r ON r.event_id = c.event_id AND r.handler = c.handler
+CROSS JOIN lazy JOIN statesync_outbox o ON o.id = c.event_id
 """)
 
 
-def claim(event_id: str, handler: str, now: datetime, lease_until: datetime) -> Query:
-    """Start an attempt in one statement: the delivery becomes running (one more attempt,
-    a fresh lease), its history row is added, and the event is returned with ``attempt``,
-    ``ordering_key`` and ``record`` (the history row's number). No row: it may not start
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claimed attempt: its delivery, its attempt number (what the delivery row counts)
+    and its history row (``record``). A claim's own statement knows neither yet (0)."""
+
+    event_id: str
+    handler: str
+    attempt: int = 0
+    record: int = 0
+
+
+def _named(deliveries: Sequence[Claim]) -> dict[str, list[Any]]:
+    ordered = sorted(deliveries, key=lambda e: (e.event_id, e.handler))
+    return {"event_ids": [e.event_id for e in ordered], "handlers": [e.handler for e in ordered],
+            "attempts": [e.attempt for e in ordered], "records": [e.record for e in ordered]}
+
+
+def claim(pairs: Sequence[tuple[str, str]], now: datetime, lease_until: datetime) -> Query:
+    """Start an attempt of each ``(event_id, handler)`` that may start, in one statement:
+    the delivery becomes running (one more attempt, a fresh lease), its history row is
+    added, and its event is returned with ``handler``, ``attempt``, ``ordering_key`` and
+    ``record`` (the history row's number). One not returned may not start
     (``lifecycle.may_start``, of which the WHERE is the SQL form; a test holds them equal).
     Its row lock makes duplicates of one task wait, then find it running. Driver SQL
     (statesync.store.sql), as :func:`succeed`: the two statements of every attempt are not
     built and compiled per call (a fifth of a no-op attempt's time, in-process)."""
-    return _CLAIM(event_id=event_id, handler=handler, now=now, lease=lease_until,
-                  running=Status.RUNNING.value, dispatched=Status.DISPATCHED.value)
+    return _CLAIM(now=now, lease=lease_until, **_named([Claim(e, h) for e, h in pairs]))
 
 
 def lock_delivery(event_id: str, handler: str) -> sa.Select[Any]:
@@ -240,30 +274,54 @@ _SUCCEED = Sql.of(f"""
 WITH owned AS (
     -- The row lock first, then the test, as in the claim: only the attempt that still owns
     -- the delivery (running, this attempt number) may end it.
-    SELECT event_id, handler FROM statesync_deliveries
-    WHERE event_id = CAST(:event_id AS uuid) AND handler = :handler
-      AND status = '{Status.RUNNING}' AND attempts = :attempt
-    FOR UPDATE
+    SELECT * FROM ({_NAMED}) named
+    WHERE status = '{Status.RUNNING}' AND attempts = claimed_attempt
 ), done AS (
     UPDATE statesync_deliveries d
     SET status = '{Status.SUCCEEDED}', updated_at = :now, finished_at = :now,
         lease_expires_at = NULL, last_error = NULL
     FROM owned o WHERE d.event_id = o.event_id AND d.handler = o.handler
-    RETURNING d.event_id
+    RETURNING d.event_id, d.handler, o.record
 ), recorded AS (
     UPDATE statesync_attempts a SET finished_at = :now, outcome = '{Status.SUCCEEDED}'
-    FROM done WHERE a.event_id = done.event_id AND a.handler = :handler AND a.attempt = :record
+    FROM done
+    WHERE a.event_id = done.event_id AND a.handler = done.handler AND a.attempt = done.record
 )
-SELECT count(*) AS ended FROM done
+SELECT CAST(event_id AS text) AS event_id, handler FROM done
 """)
 
 
-def succeed(event_id: str, handler: str, attempt: int, record: int,
-            now: datetime) -> Query:
-    """End a running attempt as succeeded, with its history row, in one statement; returns
-    ``ended`` 0 when the attempt no longer owns the delivery (its lease ran out and another
-    took over), and the caller then rolls back whatever it wrote."""
-    return _SUCCEED(now=now, event_id=event_id, handler=handler, attempt=attempt, record=record)
+def succeed(claims: Sequence[Claim], now: datetime) -> Query:
+    """End running attempts as succeeded, with their history rows, in one statement (one
+    commit for a bundle's plain successes); returns the ``(event_id, handler)`` of each that
+    ended. One missing no longer owns its delivery (its lease ran out and another attempt
+    took over), and whatever it wrote must then be rolled back."""
+    return _SUCCEED(now=now, **_named(claims))
+
+
+_RELEASE = Sql.of(f"""
+WITH owned AS (
+    SELECT * FROM ({_NAMED}) named
+    WHERE status = '{Status.RUNNING}' AND attempts = claimed_attempt
+), released AS (
+    UPDATE statesync_deliveries d
+    SET status = '{Status.DISPATCHED}', attempts = d.attempts - 1, updated_at = :now,
+        lease_expires_at = :lease
+    FROM owned o WHERE d.event_id = o.event_id AND d.handler = o.handler
+    RETURNING d.event_id, d.handler, o.record
+), forgotten AS (
+    DELETE FROM statesync_attempts a USING released r
+    WHERE a.event_id = r.event_id AND a.handler = r.handler AND a.attempt = r.record
+)
+SELECT CAST(event_id AS text) AS event_id, handler FROM released
+""")
+
+
+def release(claims: Sequence[Claim], now: datetime, lease_until: datetime) -> Query:
+    """Undo claims whose handlers never started (a bundle whose time ran out): each is
+    dispatched again under a dispatch lease, its attempt uncounted and its history row
+    gone, for the broker to start anew; returns the ``(event_id, handler)`` of each."""
+    return _RELEASE(now=now, lease=lease_until, **_named(claims))
 
 
 def finish_attempt(event_id: str, handler: str, attempt: int, now: datetime, outcome: str,

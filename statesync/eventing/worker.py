@@ -11,7 +11,9 @@ when the worker has an autocommitting pool: one round trip each):
    ``succeeded`` — or, on failure, the delivery becomes ``retrying`` (with
    backoff) or ``dead``.
 A duplicate or late task finds the delivery finished or owned by another
-attempt and does nothing, so an effect is never applied twice.
+attempt and does nothing, so an effect is never applied twice. A bundle (a task of
+several deliveries) shares its statements: one claim for all its members, one success
+for all those that end plainly.
 
 The API processes hear of an attempt once, as it ends, in one Redis round trip
 (:class:`Notice`): its delivery changed, and documents were committed. A handler
@@ -25,6 +27,7 @@ import contextlib
 import logging
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -126,16 +129,6 @@ _Attempt = tuple[str, str, int]  # (event id, handler, attempt): whose lease to 
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
-    """How an attempt ended: its status, whether it committed documents, and the
-    deliveries its end handed to this worker (an ordered key's next, already dispatched)."""
-
-    status: str
-    committed: bool = False
-    handed: list[Pair] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
 class _Run:
     """One claimed attempt: its number in the current round (``Event.attempt``, what the
     delivery row counts), its row in the attempt history (unique across redeliveries), and
@@ -144,6 +137,35 @@ class _Run:
     attempt: int
     record: int
     ordering_key: str | None
+
+
+# The status of a plain success whose end is left to its bundle (DeliveryWorker.deliver_all).
+PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A claimed attempt of one delivery, ready to run (or, ``PENDING``, run and a plain
+    success: it wrote and emitted nothing and frees no key, and is not yet recorded)."""
+
+    event: Event
+    handler: str
+    run: _Run
+
+    def claim(self) -> ev.Claim:
+        return ev.Claim(self.event.id, self.handler, self.run.attempt, self.run.record)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How an attempt ended: its status, whether it committed documents, the deliveries
+    its end handed to this worker (an ordered key's next, already dispatched), and, when
+    ``PENDING``, the success left to record."""
+
+    status: str
+    committed: bool = False
+    handed: list[Pair] = field(default_factory=list)
+    pending: _Claimed | None = None
 
 
 @dataclass
@@ -185,35 +207,102 @@ class DeliveryWorker:
         An ordered delivery's end that lets its key's next one go runs that one here too,
         and so on for up to ``follow_seconds``: no broker hop and no task between two events
         of a key. What is left then is sent to the broker."""
-        status, handed = self._deliver_one(event_id, handler_name)
-        self._follow(handed, time.monotonic() + self.follow_seconds)
-        return status
+        outcome = self._deliver_one(event_id, handler_name)
+        self._follow(outcome.handed, time.monotonic() + self.follow_seconds)
+        return outcome.status
 
     def deliver_all(self, pairs: Sequence[Pair]) -> list[str]:
-        """:meth:`deliver` for each of a bundle, one after the other, for up to
-        ``follow_seconds`` (after the first): the rest then goes back to the broker, one
-        task each ("handed back"), so that no member waits out its dispatch lease behind
+        """:meth:`deliver` for each of a bundle: all claimed in one statement, run one after
+        the other, and the plain successes recorded together in one more (one commit, and
+        its wait for the disk, for the bundle instead of one each). A member starts only
+        within ``follow_seconds`` of the claim (and within a third of its lease, so that
+        its first renewal comes in time): the claims of the rest are then undone and they
+        go back to the broker, one task each ("handed back"), so that none waits behind
         slow ones. One that cannot run (PostgreSQL gone, an unknown handler) is logged and
         ``"not run"``, and the others still run; the relay sends it again once its lease
-        (dispatch, or running if its claim went through) runs out."""
-        until = time.monotonic() + self.follow_seconds
+        (dispatch, or running if its claim went through) runs out. Each member's history
+        row starts at the bundle's claim."""
+        runnable = [pair for pair in pairs if self._why_not(pair) is None]
+        try:
+            claimed = self._claim(runnable) if runnable else {}
+        except Exception as exc:
+            log.warning("a bundle of %d deliveries could not be claimed (%s: %s)", len(pairs),
+                        type(exc).__name__, exc)
+            return ["not run"] * len(pairs)
+        until = time.monotonic() + min(self.follow_seconds, self.handler_timeout / 3)
         statuses: list[str] = []
         handed: list[Pair] = []
-        for n, (event_id, handler_name) in enumerate(pairs):
+        pending: dict[int, _Claimed] = {}
+        for n, pair in enumerate(pairs):
             if n and time.monotonic() >= until:
-                rest = list(pairs[n:])
-                self._hand(rest)
-                statuses.extend("handed back" for _ in rest)
+                statuses.extend(self._give_back(pairs[n:], claimed))
                 break
+            attempt = claimed.pop(pair, None)  # (pop: a pair named twice runs once)
+            if attempt is None:
+                statuses.append(self._not_claimed(pair))
+                continue
             try:
-                status, more = self._deliver_one(event_id, handler_name)
+                outcome = self._run(attempt, leave_plain=True)
             except Exception as exc:
-                log.warning("delivery %s/%s could not run (%s: %s)", event_id, handler_name,
+                log.warning("delivery %s/%s could not run (%s: %s)", *pair,
                             type(exc).__name__, exc)
-                status, more = "not run", []
-            statuses.append(status)
-            handed.extend(more)
+                outcome = _Outcome("not run")
+            if outcome.pending is not None:
+                pending[n] = outcome.pending
+            statuses.append(outcome.status)
+            handed.extend(outcome.handed)
+        for n, status in zip(pending, self._end_pending(list(pending.values())), strict=True):
+            statuses[n] = status
         self._follow(handed, until)
+        return statuses
+
+    def _why_not(self, pair: Pair) -> str | None:
+        """Why a bundle's member cannot even be claimed (it came from outside the relay)."""
+        event_id, handler_name = pair
+        if not isinstance(handler_name, str) or handler_name not in self.handlers.by_name:
+            return f"no handler named {handler_name!r} in this worker"
+        try:
+            uuid.UUID(event_id)
+        except (TypeError, ValueError, AttributeError):
+            return "its event id is not a UUID"
+        return None
+
+    def _not_claimed(self, pair: Pair) -> str:
+        why = self._why_not(pair)
+        if why is not None:  # one bad member must not cost the others their claim
+            log.warning("delivery %r/%r could not run: %s", *pair, why)
+            return "not run"
+        metrics.ATTEMPTS.labels(pair[1], "skipped").inc()
+        return "skipped"  # finished, owned by another attempt, or not due: a duplicate task
+
+    def _give_back(self, rest: Sequence[Pair], claimed: dict[Pair, _Claimed]) -> list[str]:
+        """Undo the claims of a bundle's members that did not start, and send them to the
+        broker; their statuses. A claim that cannot be undone (PostgreSQL gone) is left to
+        run out its lease, after which the relay sends it again."""
+        mine = [claimed[pair] for pair in dict.fromkeys(rest) if pair in claimed]
+        now = datetime.now(UTC)
+        released: set[Pair] = set()
+        if mine:
+            try:
+                with self._single() as connection:
+                    released = {(row.event_id, row.handler) for row in execute_sync(
+                        connection, ev.release([c.claim() for c in mine], now,
+                                               now + timedelta(seconds=self.dispatch_timeout)))}
+            except Exception as exc:
+                log.warning("could not give back %d claimed deliveries (%s: %s); the relay "
+                            "sends them once their leases run out", len(mine),
+                            type(exc).__name__, exc)
+        self._hand([pair for pair in dict.fromkeys(rest) if pair in released])
+        statuses = []
+        for pair in rest:
+            if pair in released:
+                statuses.append("handed back")
+                released.discard(pair)  # named twice: the second was not claimed
+            elif pair in claimed:
+                statuses.append("not run")
+            else:
+                statuses.append(self._not_claimed(pair))
+            claimed.pop(pair, None)
         return statuses
 
     def _follow(self, handed: list[Pair], until: float) -> None:
@@ -221,7 +310,7 @@ class DeliveryWorker:
         Their outcomes are in their delivery rows: the task reports its own delivery's."""
         try:
             while handed and time.monotonic() < until:
-                _, more = self._deliver_one(*handed[0])
+                more = self._deliver_one(*handed[0]).handed
                 handed.pop(0)
                 handed.extend(more)
         except Exception as exc:  # it goes to the broker with the rest, to be tried again
@@ -229,45 +318,96 @@ class DeliveryWorker:
                         type(exc).__name__, exc)
         self._hand(handed)
 
-    def _deliver_one(self, event_id: str, handler_name: str) -> tuple[str, list[Pair]]:
-        handler = self.handlers.by_name.get(handler_name)
-        if handler is None:
+    def _deliver_one(self, event_id: str, handler_name: str) -> _Outcome:
+        if handler_name not in self.handlers.by_name:
             raise LookupError(f"no handler named {handler_name!r} in this worker")
-        claimed = self._claim(event_id, handler_name)
-        if claimed is None:
-            metrics.ATTEMPTS.labels(handler_name, "skipped").inc()
-            return "skipped", []
-        event, run = claimed
+        attempt = self._claim([(event_id, handler_name)]).get((event_id, handler_name))
+        if attempt is None:
+            return _Outcome(self._not_claimed((event_id, handler_name)))
+        return self._run(attempt)
+
+    def _run(self, claimed: _Claimed, leave_plain: bool = False) -> _Outcome:
+        """Run a claimed attempt. ``leave_plain``: a plain success is not recorded but
+        returned ``PENDING``, for :meth:`_end_pending` (which counts and announces it)."""
+        event, handler_name, run = claimed.event, claimed.handler, claimed.run
         # What the handler logs, and what it writes, carry the request that caused the event.
         token = REQUEST_ID.set(event.request_id)
-        committed = False
+        outcome = _Outcome("not run")
         try:
             with metrics.HANDLER_SECONDS.labels(handler_name).time():
-                outcome = self._attempt(handler, event, run, event_id, handler_name)
-            committed = outcome.committed
-            metrics.ATTEMPTS.labels(handler_name, outcome.status).inc()
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("handler %s on event %s (attempt %d): %s", handler_name, event_id,
-                          run.attempt, outcome.status, extra=_about(event))
-            return outcome.status, outcome.handed
+                outcome = self._attempt(self.handlers[handler_name], claimed, leave_plain)
+            if outcome.status != PENDING:
+                self._ended(outcome.status, event, handler_name, run)
+            return outcome
         finally:
             REQUEST_ID.reset(token)
-            self.notify(Notice((event_id,), committed))
+            if outcome.status != PENDING:
+                self.notify(Notice((event.id,), outcome.committed))
 
-    def _attempt(self, handler: Handler, event: Event, run: _Run, event_id: str,
-                 handler_name: str) -> _Outcome:
+    @staticmethod
+    def _ended(status: str, event: Event, handler_name: str, run: _Run) -> None:
+        metrics.ATTEMPTS.labels(handler_name, status).inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("handler %s on event %s (attempt %d): %s", handler_name, event.id,
+                      run.attempt, status, extra=_about(event))
+
+    def _attempt(self, handler: Handler, claimed: _Claimed, leave_plain: bool) -> _Outcome:
+        event, handler_name, run = claimed.event, claimed.handler, claimed.run
         tx = StagedTx(self.engine)
         try:
             # Its lease is renewed every third of handler_timeout while it runs.
-            with self._leases.holding((event_id, handler_name, run.attempt)):
+            with self._leases.holding((event.id, handler_name, run.attempt)):
                 handler.fn(event, tx)
         except Exception as exc:  # a handler's failure is data: recorded, retried, dead-lettered
             return self._fail(event, handler_name, run, exc)
+        if not tx.writes and not tx.events and run.ordering_key is None:
+            if leave_plain:
+                return _Outcome(PENDING, pending=claimed)
+            try:
+                return _Outcome(self._end_plainly([claimed])[0])
+            except Exception as exc:  # as a failed write would be: the attempt failed
+                return self._fail(event, handler_name, run, exc)
         try:
             status, handed = self._succeed(event, handler_name, run, tx)
         except Exception as exc:  # its writes were rejected (conflict, bad input): also a failure
             return self._fail(event, handler_name, run, exc)
         return _Outcome(status, status == "succeeded" and bool(tx.writes), handed)
+
+    def _end_plainly(self, pending: list[_Claimed]) -> list[str]:
+        """Record plain successes in one statement, which nothing else commits with; each
+        one's status, in order ("superseded": its lease ran out and another attempt took
+        over)."""
+        def end_together() -> set[tuple[str, str]]:
+            with self._single() as connection:
+                return {(row.event_id, row.handler) for row in execute_sync(connection, ev.succeed(
+                    [p.claim() for p in pending], datetime.now(UTC)))}
+
+        ended = _once_more_if_dropped(end_together)
+        return ["succeeded" if (p.event.id, p.handler) in ended else "superseded" for p in pending]
+
+    def _end_pending(self, pending: list[_Claimed]) -> list[str]:
+        """A bundle's plain successes, recorded together (:meth:`_end_plainly`), counted and
+        announced in one notice. If recording fails, each is recorded as failed instead,
+        through the transactional pool, whose checkouts are pinged ("not run" if that fails
+        too: the relay recovers it once its lease runs out)."""
+        if not pending:
+            return []
+        try:
+            statuses = self._end_plainly(pending)
+        except Exception as exc:  # as a failed write would be: the attempts failed
+            statuses = [self._fail_or_not_run(p, exc) for p in pending]
+        for p, status in zip(pending, statuses, strict=True):
+            self._ended(status, p.event, p.handler, p.run)
+        self.notify(Notice(tuple(p.event.id for p in pending)))
+        return statuses
+
+    def _fail_or_not_run(self, pending: _Claimed, exc: Exception) -> str:
+        try:
+            return self._fail(pending.event, pending.handler, pending.run, exc).status
+        except Exception as again:
+            log.warning("delivery %s/%s could not be recorded (%s: %s)", pending.event.id,
+                        pending.handler, type(again).__name__, again)
+            return "not run"
 
     def _renew(self, attempt: _Attempt) -> None:
         event_id, handler_name, number = attempt
@@ -279,17 +419,20 @@ class DeliveryWorker:
     def _announce_running(self, attempt: _Attempt) -> None:
         self.notify(Notice((attempt[0],)))
 
-    def _claim(self, event_id: str, handler_name: str) -> tuple[Event, _Run] | None:
-        row = _once_more_if_dropped(lambda: self._claim_row(event_id, handler_name))
-        if row is None:
-            return None  # finished, owned by another attempt, or not due: a duplicate task
-        return event_from_row(row, row.attempt), _Run(row.attempt, row.record, row.ordering_key)
-
-    def _claim_row(self, event_id: str, handler_name: str) -> Any:
+    def _claim(self, pairs: Sequence[Pair]) -> dict[Pair, _Claimed]:
+        """Claim each of ``pairs`` that may start, in one statement; one missing is
+        finished, owned by another attempt, or not due (a duplicate task)."""
         now = datetime.now(UTC)
-        with self._single() as connection:  # one statement: its own transaction
-            return execute_sync(connection, ev.claim(
-                event_id, handler_name, now, now + timedelta(seconds=self.handler_timeout))).first()
+
+        def claim_rows() -> list[Any]:
+            with self._single() as connection:  # one statement: its own transaction
+                return list(execute_sync(connection, ev.claim(
+                    pairs, now, now + timedelta(seconds=self.handler_timeout))))
+
+        return {(str(row.id), row.handler): _Claimed(
+                    event_from_row(row, row.attempt), row.handler,
+                    _Run(row.attempt, row.record, row.ordering_key))
+                for row in _once_more_if_dropped(claim_rows)}
 
     def _owned(self, connection: sa.Connection, event_id: str, handler_name: str,
                attempt: int) -> bool:
@@ -329,21 +472,12 @@ class DeliveryWorker:
     def _succeed(self, event: Event, handler_name: str, run: _Run,
                  tx: StagedTx) -> tuple[str, list[Pair]]:
         event_id = event.id
-        if not tx.writes and not tx.events and run.ordering_key is None:
-            def plain_success() -> Any:
-                with self._single() as connection:  # nothing else commits with it
-                    return execute_sync(connection, ev.succeed(
-                        event_id, handler_name, run.attempt, run.record,
-                        datetime.now(UTC))).scalar_one()
-
-            ended = _once_more_if_dropped(plain_success)
-            return ("succeeded" if ended else "superseded"), []
         with self.engine.begin() as connection:
             self._lock_key(connection, run, finishing=True)
             now = datetime.now(UTC)
-            ended = execute_sync(connection, ev.succeed(
-                event_id, handler_name, run.attempt, run.record, now)).scalar_one()
-            if not ended:
+            claim = _Claimed(event, handler_name, run).claim()
+            ended = execute_sync(connection, ev.succeed([claim], now)).first()
+            if ended is None:
                 return "superseded", []  # the lease expired and another attempt took over
             # The handler's writes commit with the success, or neither does: a write that
             # is refused raises here and rolls the success back with it.

@@ -1,10 +1,13 @@
 """A backlog's deliveries travel in bundles: the relay cuts a big dispatch into tasks of
-several deliveries, a worker runs a bundle's members one after the other, and gives back
-to the broker, one task each, what it has not started once its time for the bundle is up."""
+several deliveries, a worker claims a bundle in one statement, runs its members one after
+the other, records their plain successes in one more, and gives back to the broker, one
+task each, what it has not started once its time for the bundle is up."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -12,7 +15,8 @@ import pytest
 
 from statesync.config import Settings
 from statesync.eventing.broker import CeleryBroker, Pair
-from statesync.eventing.celery_app import build_worker, create_celery
+from statesync.eventing.celery_app import build_worker, bundle_of, create_celery
+from statesync.eventing.handlers import Event, Handlers, Tx
 from statesync.eventing.relay import Relay
 from statesync.eventing.tasks import DELIVER, DELIVER_MANY
 from tests.integration.conftest import emit_events, pumped_relay, queued_tasks
@@ -30,6 +34,14 @@ def sink_settings(settings: Settings) -> Settings:
 async def relay(sink_settings: Settings) -> AsyncIterator[Relay]:
     async with pumped_relay(sink_settings) as pumped:
         yield pumped
+
+
+async def history(db: asyncpg.Connection, pairs: list[Pair]) -> list[asyncpg.Record]:
+    """The attempt history rows of ``pairs``, in their order (absent: none)."""
+    rows = {(r["event_id"], r["handler"]): r for r in await db.fetch(
+        "SELECT event_id::text AS event_id, handler, started_at, finished_at, outcome"
+        " FROM statesync_attempts")}
+    return [rows[pair] for pair in pairs if pair in rows]
 
 
 async def statuses(db: asyncpg.Connection, pairs: list[Pair]) -> list[str]:
@@ -57,11 +69,22 @@ async def test_a_big_dispatch_goes_in_even_bundles_that_a_worker_runs_whole(
         assert await asyncio.to_thread(worker.deliver_all, whole) == ["succeeded"] * len(whole)
         assert await statuses(db, whole) == ["succeeded"] * len(whole)
         assert await queued_tasks(sink_settings) == []  # nothing handed on
+        # One claim for the bundle, one statement ending its plain successes.
+        recorded = await history(db, whole)
+        assert [row["outcome"] for row in recorded] == ["succeeded"] * len(whole)
+        assert len({row["started_at"] for row in recorded}) == 1
+        assert len({row["finished_at"] for row in recorded}) == 1
 
         worker.follow_seconds = 0.0  # its time for the bundle is up after the first member
         assert await asyncio.to_thread(worker.deliver_all, cut) == (
             ["succeeded"] + ["handed back"] * (len(cut) - 1))
         assert await statuses(db, cut) == ["succeeded"] + ["dispatched"] * (len(cut) - 1)
+        # Their claims were undone: no attempt counted, no history, a dispatch lease.
+        given_back = [pair[0] for pair in cut[1:]]
+        assert await db.fetchval(
+            "SELECT count(*) FROM statesync_deliveries WHERE event_id = ANY($1::uuid[])"
+            " AND attempts = 0 AND lease_expires_at > now()", given_back) == len(cut) - 1
+        assert await history(db, cut[1:]) == []
         # The rest is in the broker again, one task each, for any worker to start now.
         assert await queued_tasks(sink_settings) == [(DELIVER, [pair]) for pair in cut[1:]]
     finally:
@@ -75,3 +98,56 @@ async def test_a_few_due_deliveries_go_one_per_task(
     assert await relay.pump() == 20
     sent = await queued_tasks(sink_settings)
     assert [name for name, _ in sent] == [DELIVER] * 20  # side by side on every worker slot
+
+
+async def test_a_member_whose_attempt_another_took_over_is_superseded_alone(
+        sink_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
+    await emit_events(sink_settings, [f"k{n}" for n in range(100)])
+    assert await relay.pump() == 100
+    [(_, bundle), *_] = await queued_tasks(sink_settings)
+    first, usurped, *rest = bundle
+    worker = build_worker(sink_settings)
+    sink = worker.handlers["sink"]
+
+    def usurping(event: Event, tx: Tx) -> None:
+        if event.id == first[0]:  # meanwhile, another attempt takes the second member over
+            with worker.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "UPDATE statesync_deliveries SET attempts = attempts + 1"
+                    " WHERE event_id = %s", (usurped[0],))
+
+    worker.handlers = Handlers.of([dataclasses.replace(sink, fn=usurping)])
+    try:
+        assert await asyncio.to_thread(worker.deliver_all, bundle) == (
+            ["succeeded", "superseded"] + ["succeeded"] * len(rest))
+        # The superseded attempt recorded nothing: its row is the other attempt's to end.
+        assert await statuses(db, bundle) == ["succeeded", "running"] + ["succeeded"] * len(rest)
+        [outcome] = [row["outcome"] for row in await history(db, [usurped])]
+        assert outcome is None
+    finally:
+        worker.engine.dispose()
+
+
+async def test_a_forged_bundle_runs_what_it_can_and_each_member_at_most_once(
+        sink_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
+    await emit_events(sink_settings, ["a", "b"])
+    assert await relay.pump() == 2
+    [(_, [real]), (_, [other])] = await queued_tasks(sink_settings)
+    worker = build_worker(sink_settings)
+    forged = [real, real, ("not-a-uuid", "sink"), (str(uuid.uuid4()), "sink"),
+              (other[0], "no-such-handler"), other]
+    try:
+        assert await asyncio.to_thread(worker.deliver_all, forged) == [
+            "succeeded", "skipped", "not run", "skipped", "not run", "succeeded"]
+        assert await statuses(db, [real, other]) == ["succeeded", "succeeded"]
+        assert [row["outcome"] for row in await history(db, [real, other])] == ["succeeded"] * 2
+    finally:
+        worker.engine.dispose()
+
+
+@pytest.mark.parametrize("message", [
+    None, "x", {"a": "b"}, [["id"]], [["id", "h", "extra"]], [[1, "h"]], [["id", ["h"]]], [None]])
+def test_a_bundle_message_that_is_not_one_is_refused_whole(message: object) -> None:
+    with pytest.raises(ValueError, match="not a bundle of deliveries"):
+        bundle_of(message)
+    assert bundle_of([["e", "h"], ("f", "g")]) == [("e", "h"), ("f", "g")]

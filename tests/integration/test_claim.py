@@ -37,7 +37,7 @@ def test_the_claim_agrees_with_may_start(settings: Settings, status: Status, lea
         with engine.begin() as connection:
             event_id = delivery(connection, str(status), 1, LEASES[lease])
             claimed = execute_sync(connection, ev.claim(
-                event_id, "h", NOW, NOW + timedelta(seconds=10))).first()
+                [(event_id, "h")], NOW, NOW + timedelta(seconds=10))).first()
             after = connection.exec_driver_sql(
                 "SELECT status, attempts FROM statesync_deliveries WHERE event_id = %s",
                 (event_id,)).one()
@@ -71,7 +71,7 @@ def test_a_claim_waits_for_the_relays_dispatch_to_commit(settings: Settings) -> 
         def worker() -> None:
             with engine.begin() as connection:
                 claimed.append(execute_sync(connection, ev.claim(
-                    event_id, "h", datetime.now(UTC),
+                    [(event_id, "h")], datetime.now(UTC),
                     datetime.now(UTC) + timedelta(seconds=10))).first())
 
         thread = threading.Thread(target=worker)
@@ -106,20 +106,19 @@ def test_a_claim_commits_without_waiting_for_the_disk_and_a_success_waits(
             event_id = delivery(connection, str(Status.DISPATCHED), 0, None)
         with engine.begin() as connection:
             claimed = execute_sync(connection, ev.claim(
-                event_id, "h", NOW, NOW + timedelta(seconds=10))).first()
+                [(event_id, "h")], NOW, NOW + timedelta(seconds=10))).first()
             assert claimed is not None
             assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
         with engine.begin() as connection:
-            ended = execute_sync(connection, ev.succeed(
-                event_id, "h", claimed.attempt, claimed.record, NOW)).scalar_one()
-            assert ended == 1
+            claim = ev.Claim(event_id, "h", claimed.attempt, claimed.record)
+            ended = execute_sync(connection, ev.succeed([claim], NOW)).all()
+            assert [tuple(row) for row in ended] == [(event_id, "h")]
             assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
             history = connection.exec_driver_sql(
                 "SELECT outcome FROM statesync_attempts WHERE event_id = %s", (event_id,)).scalar()
         assert history == "succeeded"
         with engine.begin() as connection:  # a second end of the same attempt owns nothing
-            assert execute_sync(connection, ev.succeed(
-                event_id, "h", claimed.attempt, claimed.record, NOW)).scalar_one() == 0
+            assert execute_sync(connection, ev.succeed([claim], NOW)).all() == []
     finally:
         engine.dispose()
 
