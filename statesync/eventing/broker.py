@@ -1,7 +1,7 @@
 """What the relay needs of a broker, and the Celery one.
 
-The relay only sends ``(event id, handler)`` pairs and asks whether anything still waits
-in the queue; it never sees Celery. Both calls block (kombu is synchronous), so the relay
+The relay only sends ``(event id, handler)`` pairs and asks how many tasks still wait in
+the queue; it never sees Celery. Both calls block (kombu is synchronous), so the relay
 makes them in a thread.
 """
 
@@ -23,8 +23,8 @@ class Broker(Protocol):
         """Queue tasks running these deliveries, up to ``bundle`` per task; raises if the
         broker cannot take them."""
 
-    def nothing_queued(self) -> bool:
-        """Whether no task waits in the handlers' queue."""
+    def queued(self) -> int:
+        """How many tasks wait in the handlers' queue (raises if the broker cannot say)."""
 
 
 def bundles(pairs: Sequence[Pair], most: int) -> list[Sequence[Pair]]:
@@ -58,7 +58,7 @@ class CeleryBroker:
                     self.celery.send_task(DELIVER_MANY, args=[[list(p) for p in cut]],
                                           producer=producer)
 
-    def nothing_queued(self) -> bool:
+    def queued(self) -> int:
         # A pooled connection, as send uses: opening one per question cost the relay a
         # connect (and Redis a client). A channel of its own: on AMQP a passive declare
         # of a missing queue closes the channel it was asked on.
@@ -67,9 +67,9 @@ class CeleryBroker:
             try:
                 declared = channel.queue_declare(queue=self.celery.conf.task_default_queue,
                                                  passive=True)
-                return int(declared.message_count) == 0
+                return int(declared.message_count)
             except connection.channel_errors:
-                return True  # Redis deletes an empty list; AMQP: nobody declared it yet
+                return 0  # Redis deletes an empty list; AMQP: nobody declared it yet
             finally:
                 with contextlib.suppress(Exception):
                     channel.close()

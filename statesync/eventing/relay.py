@@ -13,8 +13,9 @@ poll for the lock and take over when the active one dies. Each round:
    ``dispatched`` in one statement, then sent to the broker before that
    transaction commits, so two relays never send the same row at once, and a
    relay dying mid-send only causes a resend, which the delivery row makes
-   harmless. An ordered key's head goes in a task of its own; many unordered
-   deliveries go in bundles (``tasks.bundle_size``). A dispatched delivery that
+   harmless. An ordered key's head goes in a task of its own; unordered
+   deliveries go in bundles when there are many, or when many tasks already
+   wait in the broker's queue (``tasks.bundle_size``). A dispatched delivery that
    no worker has started within ``dispatch_timeout`` (the broker lost it, or
    the worker that had prefetched it died) is sent again: a few seconds, where
    a running handler keeps the lease its worker renews.
@@ -37,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -62,6 +64,7 @@ from statesync.supervision import being_cancelled
 log = logging.getLogger(__name__)
 
 BATCH = 200
+QUEUE_LENGTH_KEEPS = 1.0  # seconds a broker's queue length is taken as still true
 RETRY_DELAY = 1.0  # a standby's poll for the role
 # After a failure: random delays growing from BACKOFF_START up to BACKOFF_MAX seconds, so
 # that a fleet of relays and workers does not reconnect in step.
@@ -85,6 +88,9 @@ class Relay:
         self._dispatch_timeout = timedelta(seconds=dispatch_timeout)
         self._wake = asyncio.Event()
         self._next_recovery = 0.0  # time.monotonic() from which a round also recovers
+        # Tasks the broker's queue held after the last send, and when (time.monotonic()):
+        # a dispatch queued behind a backlog goes in bundles (tasks.bundle_size).
+        self._waiting: tuple[int, float] = (0, -math.inf)
         self.active = False
         self.sent = 0  # deliveries dispatched by this process, for /healthz and benchmarks
 
@@ -208,7 +214,7 @@ class Relay:
                 ev.expired_leases(now, BATCH, Status.RUNNING))).all()
             unstarted = (await connection.execute(
                 ev.expired_leases(now, BATCH, Status.DISPATCHED))).all()
-            if unstarted and not await asyncio.to_thread(self.broker.nothing_queued):
+            if unstarted and await asyncio.to_thread(self.broker.queued):
                 unstarted = []
             freed: set[str] = set()  # keys whose dead head lets the next delivery go
             for row in (*stale, *unstarted):
@@ -247,6 +253,8 @@ class Relay:
             loose = [pair for pair, d in zip(pairs, due, strict=True) if not d.ordering_key]
             # A send that fails rolls the dispatch back: they stay due.
             await asyncio.to_thread(self._send, keyed, loose)
+        if loose:
+            await asyncio.to_thread(self._note_queue)
         self.sent += len(pairs)
         metrics.RELAY_DISPATCHED.inc(len(pairs))
         return len(pairs)
@@ -255,7 +263,23 @@ class Relay:
         if keyed:
             self.broker.send(keyed)
         if loose:
-            self.broker.send(loose, bundle_size(len(loose)))
+            self.broker.send(loose, bundle_size(len(loose), self._queued_before()))
+
+    def _note_queue(self) -> None:
+        """Ask the queue's length after a dispatch has committed, not before its send: the
+        round trip is then on no delivery's way (a worker's claim waits for the dispatch's
+        commit). What it says is the next round's to use: a backlog in the broker lasts."""
+        try:
+            self._waiting = (self.broker.queued(), time.monotonic())
+        except Exception as exc:  # only bundling is lost: the tasks went
+            log.debug("could not ask the broker its queue's length (%s)", exc)
+
+    def _queued_before(self) -> int:
+        """The queue's length after the last send, if that was recent: an idle spell since
+        may have drained it, and a few deliveries would then wait in one bundle for
+        nothing."""
+        count, at = self._waiting
+        return count if time.monotonic() - at <= QUEUE_LENGTH_KEEPS else 0
 
 
 def _any_failure(error: BaseException) -> bool:

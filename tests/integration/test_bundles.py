@@ -100,6 +100,19 @@ async def test_a_few_due_deliveries_go_one_per_task(
     assert [name for name, _ in sent] == [DELIVER] * 20  # side by side on every worker slot
 
 
+async def test_a_dispatch_queued_behind_a_backlog_goes_in_bundles_however_small(
+        sink_settings: Settings, relay: Relay) -> None:
+    """A backlog that forms in the broker (workers slower than commits) arrives a few due
+    deliveries at a time: the queue's length, not the dispatch's, says it is one."""
+    await emit_events(sink_settings, [f"first{n}" for n in range(40)])
+    assert await relay.pump() == 40
+    await emit_events(sink_settings, [f"then{n}" for n in range(40)])
+    assert await relay.pump() == 40
+    sent = [(name, len(pairs)) for name, pairs in await queued_tasks(sink_settings)]
+    # 40 due on an idle broker: one each; 40 due behind those 40: (40 + 40) // 32 = 2 each.
+    assert sent == [(DELIVER, 1)] * 40 + [(DELIVER_MANY, 2)] * 20
+
+
 async def test_a_member_whose_attempt_another_took_over_is_superseded_alone(
         sink_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
     await emit_events(sink_settings, [f"k{n}" for n in range(100)])
