@@ -90,7 +90,8 @@ async def running(settings: Settings, specs: list[ModelSpec], *,
     redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
     channels = Channels(settings.channel_prefix)
     hub = Hub(feed_engine, Relations.of(specs))
-    sequencer = Sequencer(feed_engine, redis, channels, settings.feed_poll_interval)
+    sequencer = Sequencer(feed_engine, redis, channels, settings.feed_poll_interval,
+                          on_sequenced=hub.offer_sequenced)
     runtime = Runtime(settings, engine, feed_engine, redis, channels, hub, sequencer,
                       model_table(specs), Pacer(settings.bulk_work_share),
                       snapshot_slots=FairSlots(settings.max_concurrent_snapshots))

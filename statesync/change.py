@@ -55,12 +55,14 @@ class Change:
 
     @classmethod
     def from_row(cls, row: Any) -> Change:
+        """From a changelog row: a SQLAlchemy row, or an asyncpg record (keys only)."""
+        r = row._mapping if hasattr(row, "_mapping") else row
         return cls(
-            cursor=row.cursor, seq=row.seq, model=row.model, doc_id=row.doc_id, op=row.op,
-            version=row.version, document=document_from_json(row.document),
-            previous=document_from_json(row.previous),
-            changed_fields=tuple(row.changed_fields), mutation_id=row.mutation_id,
-            committed_at=row.committed_at, resolution=Resolution.from_json(row.resolution),
+            cursor=r["cursor"], seq=r["seq"], model=r["model"], doc_id=r["doc_id"], op=r["op"],
+            version=r["version"], document=document_from_json(r["document"]),
+            previous=document_from_json(r["previous"]),
+            changed_fields=tuple(r["changed_fields"]), mutation_id=r["mutation_id"],
+            committed_at=r["committed_at"], resolution=Resolution.from_json(r["resolution"]),
         )
 
     def before(self) -> dict[str, Any] | None:

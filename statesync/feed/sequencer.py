@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
+import asyncpg
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -36,11 +38,15 @@ RETRY_DELAY = 1.0
 
 class Sequencer:
     def __init__(self, engine: AsyncEngine, redis: aioredis.Redis, channels: Channels,
-                 poll_interval: float) -> None:
+                 poll_interval: float,
+                 on_sequenced: Callable[[list[Change]], None] = lambda batch: None) -> None:
+        """``on_sequenced``: this process's own hub, handed each batch as it is published
+        (``Hub.offer_sequenced``): it must not block, and need not take it."""
         self._engine = engine
         self._redis = redis
         self._channels = channels
         self._poll_interval = poll_interval
+        self.on_sequenced = on_sequenced
         self._wake = asyncio.Event()
         self.active = False
 
@@ -65,7 +71,8 @@ class Sequencer:
                         # in the pool, the connection would hold it forever and no sequencer
                         # (ours included) could take the role again. Close it instead.
                         await connection.invalidate()
-            except (sa.exc.DBAPIError, sa.exc.InterfaceError, OSError, aioredis.RedisError) as exc:
+            except (sa.exc.DBAPIError, sa.exc.InterfaceError, asyncpg.PostgresError,
+                    asyncpg.InterfaceError, OSError, aioredis.RedisError) as exc:
                 raise_if_cancelled()
                 log.warning("sequencer lost its connection (%s); retrying", exc)
                 await asyncio.sleep(RETRY_DELAY)  # back off before reconnecting to a sick server
@@ -92,9 +99,11 @@ class Sequencer:
             self._wake.clear()
 
     async def sequence_batch(self, connection: AsyncConnection) -> int:
-        async with connection.begin():
-            sql, args = q.sequence_batch(BATCH_SIZE).for_asyncpg()
-            rows = (await connection.exec_driver_sql(sql, args)).all()
+        # One statement, sent bare: its own transaction, without BEGIN and COMMIT round trips.
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        sql, args = q.sequence_batch(BATCH_SIZE).for_asyncpg()
+        rows = await raw.fetch(sql, *args)
         if rows:
             # after commit: never announce what could still roll back
             batch = [Change.from_row(row) for row in rows]
@@ -104,7 +113,18 @@ class Sequencer:
                               change.version, extra={
                                   "cursor": str(change.cursor), "model": change.model,
                                   "document_id": change.doc_id, "mutation_id": change.mutation_id})
-            await self._publish(batch)
+            publishing = asyncio.ensure_future(self._publish(batch))
+            try:
+                # Let the publish write its command first: the other processes need not wait
+                # for this one's fan-out, nor this one's subscribers for Redis's echo.
+                await asyncio.sleep(0)
+                try:
+                    self.on_sequenced(batch)
+                except Exception:  # the hub hears of it from Redis too
+                    log.exception("the local hub failed to take a batch")
+                await publishing
+            finally:
+                publishing.cancel()  # done already, unless we are being cancelled
         return len(rows)
 
     async def _publish(self, batch: list[Change]) -> None:

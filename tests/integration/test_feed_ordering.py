@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -222,9 +223,12 @@ async def test_versions_increase_by_one_under_concurrent_writers(
 # ---- 8. the hub refills what pub/sub lost ----------------------------------------------------
 
 
-async def test_hub_refills_dropped_feed_messages(server: RunningServer,
-                                                 client: GraphQLClient) -> None:
+async def test_hub_refills_dropped_feed_messages(server: RunningServer, client: GraphQLClient,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     hub = server.runtime.hub
+    # The process's own hub hears of its own sequencer's batches first without Redis; here
+    # only through Redis, which loses what the test says.
+    monkeypatch.setattr(server.runtime.sequencer, "on_sequenced", lambda batch: None)
     await create(client, "gap")
     async with Subscriptions.connect(server.ws_url) as subs:
         one = await subs.subscribe(WATCH_ONE, {"id": "gap"})
@@ -332,9 +336,12 @@ async def test_a_refill_larger_than_a_queue_reaches_a_healthy_subscriber_whole(
 
 
 async def test_hub_recovers_from_a_killed_redis_subscription(
-        server: RunningServer, client: GraphQLClient) -> None:
+        server: RunningServer, client: GraphQLClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """CLIENT KILL TYPE pubsub drops every pub/sub client of this Redis; with a Redis shared
-    between test sessions the others' hubs lose a message too, and must refill the same way."""
+    between test sessions the others' hubs lose a message too, and must refill the same way.
+    Its own sequencer's batches reach the hub only through Redis here, as another
+    process's would."""
+    monkeypatch.setattr(server.runtime.sequencer, "on_sequenced", lambda batch: None)
     await create(client, "kill")
     admin = aioredis.Redis.from_url(server.settings.redis_url or "")
     try:
@@ -392,3 +399,28 @@ async def test_sequencer_keeps_sequencing_after_a_failed_publish(
         await replica.read_until(subs, one, {"blip": 5})
         assert replica.docs["blip"]["note"] == "after 2"
     assert sequencer.active
+
+
+# ---- the process's own sequencer hands its batches to its own hub ----------------------------
+
+
+async def test_own_batches_reach_own_subscribers_without_redis(
+        server: RunningServer, client: GraphQLClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = server.runtime.hub
+    await create(client, "local")
+    async with Subscriptions.connect(server.ws_url) as subs:
+        one = await subs.subscribe(WATCH_ONE, {"id": "local"})
+        replica = Replica(await subs.next(one))
+
+        async def deaf_on_batch(batch: list[Change]) -> None:  # Redis reaches no one
+            return None
+
+        async def no_catch_up() -> None:
+            return None
+
+        monkeypatch.setattr(hub, "on_batch", deaf_on_batch)
+        monkeypatch.setattr(hub, "catch_up", no_catch_up)
+        for i in range(3):
+            await update(client, "local", note=f"n{i}")
+        await replica.read_until(subs, one, {"local": 4})
+        assert replica.docs["local"]["note"] == "n2"
