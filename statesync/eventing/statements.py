@@ -139,15 +139,30 @@ def hand_over(keys: Sequence[str], now: datetime, lease_until: datetime) -> sa.E
 
 def dispatch_due(now: datetime, limit: int, lease_until: datetime) -> sa.Executable:
     """Mark up to ``limit`` of :func:`due_deliveries` dispatched, with a dispatch lease, and
-    return them (oldest first once sorted by ``next_attempt_at, event_seq``). Sent to the
-    broker before the transaction commits, while their row locks make a fast worker's
-    claim wait for the commit."""
+    return them (oldest first once sorted by ``next_attempt_at, event_seq``), to be sent
+    once the transaction has committed."""
     due = due_deliveries(now, limit).cte("due")
     return (sa.update(deliveries)
             .where(deliveries.c.event_id == due.c.event_id, deliveries.c.handler == due.c.handler)
             .values(status=Status.DISPATCHED, lease_expires_at=lease_until, updated_at=now)
             .returning(deliveries.c.event_id, deliveries.c.handler, deliveries.c.next_attempt_at,
                        deliveries.c.event_seq, deliveries.c.ordering_key))
+
+
+_UNDISPATCH = sa.text(
+    "UPDATE statesync_deliveries d"
+    f" SET status = CASE WHEN d.attempts = 0 THEN '{Status.PENDING}' ELSE '{Status.RETRYING}' END,"
+    " lease_expires_at = NULL, updated_at = now()"
+    " FROM unnest(CAST(:event_ids AS uuid[]), CAST(:handlers AS text[])) AS u(event_id, handler)"
+    " WHERE d.event_id = u.event_id AND d.handler = u.handler"
+    f" AND d.status = '{Status.DISPATCHED}' AND d.lease_expires_at = :lease")
+
+
+def undispatch(pairs: Sequence[tuple[str, str]], lease_until: datetime) -> sa.Executable:
+    """Make deliveries whose send failed due again (as they were: pending, or retrying if
+    they had run before), provided they are still the dispatch of that ``lease_until``."""
+    return _UNDISPATCH.bindparams(*_moments(lease=lease_until), event_ids=[e for e, _ in pairs],
+                                  handlers=[h for _, h in pairs])
 
 
 def expired_leases(now: datetime, limit: int, status: str) -> sa.Select[Any]:
@@ -178,8 +193,9 @@ _NAMED = """
 
 _CLAIM = Sql.of(f"""
 WITH locked AS (
-    -- The row lock first, then the test: the relay may not have committed the dispatch yet,
-    -- and a status test in the UPDATE would read the row as it was before (and skip it).
+    -- The row lock first, then the test: a duplicate of this task, or a worker handing
+    -- the delivery on, may not have committed yet, and a status test in the UPDATE would
+    -- read the row as it was before (and skip it).
     {_NAMED}
 ), claimed AS (
     UPDATE statesync_deliveries d

@@ -73,9 +73,14 @@ def broker(tmp_path: Path) -> Iterator[RestartableRedis]:
             redis.kill()
 
 
-def statuses(db: asyncpg.Connection) -> Callable[[], Awaitable[dict[str, int]]]:
+def statuses(db: asyncpg.Connection,
+             key_prefix: str = "") -> Callable[[], Awaitable[dict[str, int]]]:
+    """Deliveries by status (of the events whose key starts with ``key_prefix``)."""
     async def read() -> dict[str, int]:
-        rows = await db.fetch("SELECT status, count(*) AS n FROM statesync_deliveries GROUP BY 1")
+        rows = await db.fetch(
+            "SELECT d.status, count(*) AS n FROM statesync_deliveries d"
+            " JOIN statesync_outbox o ON o.id = d.event_id"
+            " WHERE coalesce(o.key, '') LIKE $1 || '%' GROUP BY 1", key_prefix)
         return {r["status"]: r["n"] for r in rows}
     return read
 
@@ -123,6 +128,9 @@ async def test_a_broker_outage_neither_kills_the_relay_nor_loses_what_the_broker
     await emit_events(relay_settings, [f"during{n}" for n in range(10)])
     await eventually(lambda: _count_logged(relay, "relay round failed", 1),
                      what="a failed send logged")
+    # What it could not send is due again between its tries, not left to its dispatch lease.
+    await eventually(lambda: _is(statuses(db, key_prefix="during"), {"pending": 10}),
+                     what="the unsent deliveries due again")
     alive(relay, pid)
 
     broker.start()
