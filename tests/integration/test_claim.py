@@ -9,6 +9,7 @@ from sqlalchemy import Connection, create_engine
 
 from statesync.config import Settings, psycopg_url
 from statesync.eventing import statements as ev
+from statesync.eventing.celery_app import build_worker
 from statesync.eventing.entry import relay_engine
 from statesync.eventing.lifecycle import Status, may_start
 from statesync.store.commits import emit_steps, execute_sync, run_sync
@@ -139,3 +140,19 @@ async def test_the_relay_commits_lazily_but_where_a_lost_commit_would_strand_a_k
             assert mode == "off"
     finally:
         await engine.dispose()
+
+
+def test_the_workers_connections_plan_the_attempts_statements_once(settings: Settings) -> None:
+    """Their array parameters would otherwise have PostgreSQL plan every execution anew
+    (statesync.eventing.celery_app.GENERIC_PLANS)."""
+    worker = build_worker(settings)
+    try:
+        for engine in (worker.engine, worker.single_statements):
+            assert engine is not None
+            with engine.connect() as connection:
+                mode = connection.exec_driver_sql("SHOW plan_cache_mode").scalar()
+            assert mode == "force_generic_plan"
+    finally:
+        worker.engine.dispose()
+        if worker.single_statements is not None:
+            worker.single_statements.dispose()
