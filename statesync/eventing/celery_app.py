@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_process_shutdown
 from prometheus_client import multiprocess
@@ -39,11 +40,6 @@ log = logging.getLogger(__name__)
 BROKER_SOCKET_TIMEOUT = 5.0
 ANNOUNCE_TIMEOUT = 1.0  # seconds, beside a renewal every third of handler_timeout
 FAILED = (Status.RETRYING, Status.DEAD)
-# The attempt's statements name their deliveries as arrays (one statement for a bundle).
-# PostgreSQL's generic plan for them guesses ten rows, which makes it dearer on paper than
-# a plan for one, so it would plan every execution again (most of a statement's time);
-# the generic plan is the same index lookups, planned once per connection.
-GENERIC_PLANS = {"options": "-c plan_cache_mode=force_generic_plan"}
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -163,6 +159,21 @@ def bundle_of(message: Any) -> list[Pair]:
     return [(event_id, handler) for event_id, handler in message]
 
 
+def _planning_generically(engine: sa.Engine) -> sa.Engine:
+    """The attempt's statements name their deliveries as arrays (one statement for a
+    bundle's successes). PostgreSQL's generic plan for them guesses ten rows, which makes it
+    dearer on paper than a plan for one, so it would plan every execution again (most of a
+    statement's time); the generic plan is the same index lookups, planned once per
+    connection. Set on connecting, not as a connection option, which would replace any
+    ``options`` the database URL or PGOPTIONS carry."""
+    @sa.event.listens_for(engine, "connect")
+    def generic_plans(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.execute("SET plan_cache_mode = force_generic_plan")
+        dbapi_connection.commit()
+
+    return engine
+
+
 class HandlerFailed(Exception):
     """A delivery task whose handler failed: the task's state in Celery is FAILURE."""
 
@@ -185,10 +196,10 @@ def build_worker(settings: Settings,
     # of the claim and the plain success, on the hot path, does not (a round trip per
     # checkout): its claim is tried again once instead (DeliveryWorker._claim), and a
     # plain success that fails is recorded as a failed attempt through the pinged pool.
-    engine = sync_engine(settings.database_url or "", pool_size=2, max_overflow=2,
-                         pool_pre_ping=True, connect_args=GENERIC_PLANS)
-    single_statements = sync_engine(settings.database_url or "", pool_size=1, max_overflow=2,
-                                    isolation_level="AUTOCOMMIT", connect_args=GENERIC_PLANS)
+    engine = _planning_generically(sync_engine(
+        settings.database_url or "", pool_size=2, max_overflow=2, pool_pre_ping=True))
+    single_statements = _planning_generically(sync_engine(
+        settings.database_url or "", pool_size=1, max_overflow=2, isolation_level="AUTOCOMMIT"))
     # Short timeouts: an announcement is best effort, and the thread that renews leases
     # also announces long attempts (a Redis that stalls may delay a renewal by as much).
     client = redis.Redis.from_url(settings.redis_url or "", socket_timeout=ANNOUNCE_TIMEOUT,

@@ -5,7 +5,6 @@ statements and the GraphQL enum.
 ::
 
     PENDING --relay sends it--> DISPATCHED --a worker starts it--> RUNNING
-    RUNNING --its bundle's time ran out before it started--> DISPATCHED (the claim undone)
     WAITING --the earlier delivery of its key finishes--> PENDING   (ordered handlers)
     RUNNING --the handler returns--> SUCCEEDED
     RUNNING --the handler raises--> RETRYING (backoff) --due--> DISPATCHED ... or DEAD

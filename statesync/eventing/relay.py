@@ -8,14 +8,12 @@ poll for the lock and take over when the active one dies. Each round:
 2. recover (once per poll interval): deliveries whose lease expired (a worker
    was killed, lost or stuck) go back to ``retrying``, or to ``dead`` when out
    of attempts;
-3. dispatch, in the fan-out's transaction: due deliveries (for ordered handlers,
-   only the oldest unfinished one per document; the new ones included) are locked
-   (FOR UPDATE SKIP LOCKED) and marked ``dispatched`` under a dispatch lease in one
-   statement, so two relays never send the same row, then sent to the broker once
-   that transaction has committed (a worker's claim then has nothing to wait for).
-   A send that fails makes them due again at once; a relay that dies before its
-   send leaves them to their dispatch lease. An ordered key's head goes in a task
-   of its own; unordered
+3. dispatch: due deliveries (for ordered handlers, only the oldest unfinished
+   one per document) are locked (FOR UPDATE SKIP LOCKED) and marked
+   ``dispatched`` in one statement, then sent to the broker before that
+   transaction commits, so two relays never send the same row at once, and a
+   relay dying mid-send only causes a resend, which the delivery row makes
+   harmless. An ordered key's head goes in a task of its own; unordered
    deliveries go in bundles when there are many, or when many tasks already
    wait in the broker's queue (``tasks.bundle_size``). A dispatched delivery that
    no worker has started within ``dispatch_timeout`` (the broker lost it, or
@@ -42,7 +40,6 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,7 +47,7 @@ import asyncpg
 import kombu.exceptions
 import redis
 import sqlalchemy.exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from statesync.config import libpq_url
@@ -168,45 +165,33 @@ class Relay:
         return await self._round()
 
     async def _round(self) -> int:
-        """Recovery when its interval has passed, then fan-out and dispatch; returns the
-        largest amount any of them did (``BATCH``: there is likely more)."""
+        """Fan-out, recovery when its interval has passed, dispatch; returns the largest
+        amount any of them did (``BATCH``: there is likely more)."""
+        fanned = await self._fan_out()
         recovered = 0
         if time.monotonic() >= self._next_recovery:
             recovered = await self._recover()
             self._next_recovery = time.monotonic() + self._poll_interval
-        fanned, dispatched = await self._fan_out_and_dispatch()
-        return max(fanned, recovered, dispatched)
+        return max(fanned, recovered, await self._dispatch())
 
-    async def _fan_out_and_dispatch(self) -> tuple[int, int]:
-        """One transaction: new events become deliveries, and the due deliveries (new ones
-        included) are marked dispatched; they are sent once it has committed, so that a
-        worker's claim never waits for it. Returns how many events and deliveries."""
+    async def _fan_out(self) -> int:
         now = datetime.now(UTC)
-        lease = now + self._dispatch_timeout
         async with self._engine.begin() as connection:
-            fanned = await self._fan_out(connection, now)
-            due = sorted((await connection.execute(ev.dispatch_due(now, BATCH, lease))).all(),
-                         key=lambda d: (d.next_attempt_at, d.event_seq))
-        if due:
-            await self._send(due, lease)
-        return fanned, len(due)
-
-    async def _fan_out(self, connection: AsyncConnection, now: datetime) -> int:
-        events = sorted((await connection.execute(ev.relay_events(now, BATCH))).all(),
-                        key=lambda event: event.seq)
-        if not events:
-            return 0
-        rows = [self._delivery(e, h.name, h.max_attempts, h.ordered, now)
-                for e in events for h in self._handlers.matching(e.type)]
-        # An ordered delivery starts out waiting; each key's first unfinished one is
-        # then made due, under the key's lock (a head finishing meanwhile waits for it).
-        keys = sorted({r["ordering_key"] for r in rows if r["ordering_key"] is not None})
-        if keys:
-            await connection.execute(ev.lock_keys(keys))
-        if rows:
-            await connection.execute(ev.insert_deliveries(), rows)
-        if keys:
-            await connection.execute(ev.promote_heads(keys, now))
+            events = sorted((await connection.execute(ev.relay_events(now, BATCH))).all(),
+                            key=lambda event: event.seq)
+            if not events:
+                return 0
+            rows = [self._delivery(e, h.name, h.max_attempts, h.ordered, now)
+                    for e in events for h in self._handlers.matching(e.type)]
+            # An ordered delivery starts out waiting; each key's first unfinished one is
+            # then made due, under the key's lock (a head finishing meanwhile waits for it).
+            keys = sorted({r["ordering_key"] for r in rows if r["ordering_key"] is not None})
+            if keys:
+                await connection.execute(ev.lock_keys(keys))
+            if rows:
+                await connection.execute(ev.insert_deliveries(), rows)
+            if keys:
+                await connection.execute(ev.promote_heads(keys, now))
         return len(events)
 
     @staticmethod
@@ -253,36 +238,37 @@ class Relay:
                 await connection.execute(ev.promote_heads(sorted(freed), now))
         return len(stale) + len(unstarted)
 
-    async def _send(self, due: Sequence[Any], lease: datetime) -> None:
-        """Send dispatched deliveries: an ordered key's head alone, so that keys run side by
-        side, the others in bundles when there are many (``tasks.bundle_size``). What a
-        failed send did not take is made due again at once rather than when its dispatch
-        lease runs out (and if that fails too, the lease brings it back)."""
-        keyed: list[Pair] = [(str(d.event_id), d.handler) for d in due if d.ordering_key]
-        loose: list[Pair] = [(str(d.event_id), d.handler) for d in due if not d.ordering_key]
-        unsent = keyed + loose
-        try:
-            if keyed:
-                await asyncio.to_thread(self.broker.send, keyed)
-                unsent = loose
-            if loose:
-                await asyncio.to_thread(self.broker.send, loose,
-                                        bundle_size(len(loose), self._queued_before()))
-                unsent = []
-        finally:
-            if unsent:
-                with contextlib.suppress(*OUTAGES):
-                    async with self._engine.begin() as connection:
-                        await connection.execute(ev.undispatch(unsent, lease))
+    async def _dispatch(self) -> int:
+        now = datetime.now(UTC)
+        async with self._engine.begin() as connection:
+            due = sorted((await connection.execute(
+                ev.dispatch_due(now, BATCH, now + self._dispatch_timeout))).all(),
+                key=lambda d: (d.next_attempt_at, d.event_seq))
+            if not due:
+                return 0
+            pairs = [(str(d.event_id), d.handler) for d in due]
+            # An ordered key's head goes alone, so that keys run side by side; the others
+            # go in bundles when there are many (statesync.eventing.tasks.bundle_size).
+            keyed = [pair for pair, d in zip(pairs, due, strict=True) if d.ordering_key]
+            loose = [pair for pair, d in zip(pairs, due, strict=True) if not d.ordering_key]
+            # A send that fails rolls the dispatch back: they stay due.
+            await asyncio.to_thread(self._send, keyed, loose)
         if loose:
             await asyncio.to_thread(self._note_queue)
-        self.sent += len(due)
-        metrics.RELAY_DISPATCHED.inc(len(due))
+        self.sent += len(pairs)
+        metrics.RELAY_DISPATCHED.inc(len(pairs))
+        return len(pairs)
+
+    def _send(self, keyed: list[Pair], loose: list[Pair]) -> None:
+        if keyed:
+            self.broker.send(keyed)
+        if loose:
+            self.broker.send(loose, bundle_size(len(loose), self._queued_before()))
 
     async def _queue_empty(self) -> bool:
         """Whether nothing waits in the broker's queue; a broker that cannot say is taken
-        as not empty (nothing sent again), and the round goes on to fan out and dispatch,
-        whose send then fails and is logged, once."""
+        as not empty (nothing sent again), and the round goes on to its dispatch, whose
+        send then fails and is logged, once."""
         try:
             return await asyncio.to_thread(self.broker.queued) == 0
         except Exception as exc:
@@ -290,9 +276,9 @@ class Relay:
             return False
 
     def _note_queue(self) -> None:
-        """Ask the queue's length after a send, not before it: the round trip is then on no
-        delivery's way. What it says is the next round's to use: a backlog in the broker
-        lasts."""
+        """Ask the queue's length after a dispatch has committed, not before its send: the
+        round trip is then on no delivery's way (a worker's claim waits for the dispatch's
+        commit). What it says is the next round's to use: a backlog in the broker lasts."""
         try:
             self._waiting = (self.broker.queued(), time.monotonic())
         except Exception as exc:  # only bundling is lost: the tasks went

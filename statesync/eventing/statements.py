@@ -139,30 +139,15 @@ def hand_over(keys: Sequence[str], now: datetime, lease_until: datetime) -> sa.E
 
 def dispatch_due(now: datetime, limit: int, lease_until: datetime) -> sa.Executable:
     """Mark up to ``limit`` of :func:`due_deliveries` dispatched, with a dispatch lease, and
-    return them (oldest first once sorted by ``next_attempt_at, event_seq``), to be sent
-    once the transaction has committed."""
+    return them (oldest first once sorted by ``next_attempt_at, event_seq``). Sent to the
+    broker before the transaction commits, while their row locks make a fast worker's
+    claim wait for the commit."""
     due = due_deliveries(now, limit).cte("due")
     return (sa.update(deliveries)
             .where(deliveries.c.event_id == due.c.event_id, deliveries.c.handler == due.c.handler)
             .values(status=Status.DISPATCHED, lease_expires_at=lease_until, updated_at=now)
             .returning(deliveries.c.event_id, deliveries.c.handler, deliveries.c.next_attempt_at,
                        deliveries.c.event_seq, deliveries.c.ordering_key))
-
-
-_UNDISPATCH = sa.text(
-    "UPDATE statesync_deliveries d"
-    f" SET status = CASE WHEN d.attempts = 0 THEN '{Status.PENDING}' ELSE '{Status.RETRYING}' END,"
-    " lease_expires_at = NULL, updated_at = now()"
-    " FROM unnest(CAST(:event_ids AS uuid[]), CAST(:handlers AS text[])) AS u(event_id, handler)"
-    " WHERE d.event_id = u.event_id AND d.handler = u.handler"
-    f" AND d.status = '{Status.DISPATCHED}' AND d.lease_expires_at = :lease")
-
-
-def undispatch(pairs: Sequence[tuple[str, str]], lease_until: datetime) -> sa.Executable:
-    """Make deliveries whose send failed due again (as they were: pending, or retrying if
-    they had run before), provided they are still the dispatch of that ``lease_until``."""
-    return _UNDISPATCH.bindparams(*_moments(lease=lease_until), event_ids=[e for e, _ in pairs],
-                                  handlers=[h for _, h in pairs])
 
 
 def expired_leases(now: datetime, limit: int, status: str) -> sa.Select[Any]:
@@ -193,9 +178,8 @@ _NAMED = """
 
 _CLAIM = Sql.of(f"""
 WITH locked AS (
-    -- The row lock first, then the test: a duplicate of this task, or a worker handing
-    -- the delivery on, may not have committed yet, and a status test in the UPDATE would
-    -- read the row as it was before (and skip it).
+    -- The row lock first, then the test: the relay may not have committed the dispatch yet,
+    -- and a status test in the UPDATE would read the row as it was before (and skip it).
     {_NAMED}
 ), claimed AS (
     UPDATE statesync_deliveries d
@@ -313,31 +297,6 @@ def succeed(claims: Sequence[Claim], now: datetime) -> Query:
     ended. One missing no longer owns its delivery (its lease ran out and another attempt
     took over), and whatever it wrote must then be rolled back."""
     return _SUCCEED(now=now, **_named(claims))
-
-
-_RELEASE = Sql.of(f"""
-WITH owned AS (
-    SELECT * FROM ({_NAMED}) named
-    WHERE status = '{Status.RUNNING}' AND attempts = claimed_attempt
-), released AS (
-    UPDATE statesync_deliveries d
-    SET status = '{Status.DISPATCHED}', attempts = d.attempts - 1, updated_at = :now,
-        lease_expires_at = :lease
-    FROM owned o WHERE d.event_id = o.event_id AND d.handler = o.handler
-    RETURNING d.event_id, d.handler, o.record
-), forgotten AS (
-    DELETE FROM statesync_attempts a USING released r
-    WHERE a.event_id = r.event_id AND a.handler = r.handler AND a.attempt = r.record
-)
-SELECT CAST(event_id AS text) AS event_id, handler FROM released
-""")
-
-
-def release(claims: Sequence[Claim], now: datetime, lease_until: datetime) -> Query:
-    """Undo claims whose handlers never started (a bundle whose time ran out): each is
-    dispatched again under a dispatch lease, its attempt uncounted and its history row
-    gone, for the broker to start anew; returns the ``(event_id, handler)`` of each."""
-    return _RELEASE(now=now, lease=lease_until, **_named(claims))
 
 
 def finish_attempt(event_id: str, handler: str, attempt: int, now: datetime, outcome: str,

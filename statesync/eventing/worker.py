@@ -12,8 +12,7 @@ when the worker has an autocommitting pool: one round trip each):
    backoff) or ``dead``.
 A duplicate or late task finds the delivery finished or owned by another
 attempt and does nothing, so an effect is never applied twice. A bundle (a task of
-several deliveries) shares its statements: one claim for all its members, one success
-for all those that end plainly.
+several deliveries) shares one success statement among all those that end plainly.
 
 The API processes hear of an attempt once, as it ends, in one Redis round trip
 (:class:`Notice`): its delivery changed, and documents were committed. A handler
@@ -27,7 +26,6 @@ import contextlib
 import logging
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -155,6 +153,10 @@ class _Claimed:
     def claim(self) -> ev.Claim:
         return ev.Claim(self.event.id, self.handler, self.run.attempt, self.run.record)
 
+    def attempt(self) -> _Attempt:
+        """Its key in the lease keeper."""
+        return (self.event.id, self.handler, self.run.attempt)
+
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
@@ -212,97 +214,43 @@ class DeliveryWorker:
         return outcome.status
 
     def deliver_all(self, pairs: Sequence[Pair]) -> list[str]:
-        """:meth:`deliver` for each of a bundle: all claimed in one statement, run one after
-        the other, and the plain successes recorded together in one more (one commit, and
-        its wait for the disk, for the bundle instead of one each). A member starts only
-        within ``follow_seconds`` of the claim (and within a third of its lease, so that
-        its first renewal comes in time): the claims of the rest are then undone and they
-        go back to the broker, one task each ("handed back"), so that none waits behind
+        """:meth:`deliver` for each of a bundle, one after the other, for up to
+        ``follow_seconds`` (after the first): the rest then goes back to the broker, one
+        task each ("handed back"), so that no member waits out its dispatch lease behind
         slow ones. One that cannot run (PostgreSQL gone, an unknown handler) is logged and
         ``"not run"``, and the others still run; the relay sends it again once its lease
-        (dispatch, or running if its claim went through) runs out. Each member's history
-        row starts at the bundle's claim."""
-        runnable = [pair for pair in pairs if self._why_not(pair) is None]
-        try:
-            claimed = self._claim(runnable) if runnable else {}
-        except Exception as exc:
-            log.warning("a bundle of %d deliveries could not be claimed (%s: %s)", len(pairs),
-                        type(exc).__name__, exc)
-            return ["not run"] * len(pairs)
-        until = time.monotonic() + min(self.follow_seconds, self.handler_timeout / 3)
+        (dispatch, or running if its claim went through) runs out. The plain successes
+        are recorded together once all have run: one statement, one commit (and its wait
+        for the disk) for the bundle instead of one each; their leases are kept until
+        then, however long the members after them take. Each member is claimed as it
+        starts: a worker that dies in a bundle has used the attempts of those it started,
+        never of those still waiting."""
+        until = time.monotonic() + self.follow_seconds
         statuses: list[str] = []
         handed: list[Pair] = []
         pending: dict[int, _Claimed] = {}
-        for n, pair in enumerate(pairs):
-            if n and time.monotonic() >= until:
-                statuses.extend(self._give_back(pairs[n:], claimed))
-                break
-            attempt = claimed.pop(pair, None)  # (pop: a pair named twice runs once)
-            if attempt is None:
-                statuses.append(self._not_claimed(pair))
-                continue
-            try:
-                outcome = self._run(attempt, leave_plain=True)
-            except Exception as exc:
-                log.warning("delivery %s/%s could not run (%s: %s)", *pair,
-                            type(exc).__name__, exc)
-                outcome = _Outcome("not run")
-            if outcome.pending is not None:
-                pending[n] = outcome.pending
-            statuses.append(outcome.status)
-            handed.extend(outcome.handed)
-        for n, status in zip(pending, self._end_pending(list(pending.values())), strict=True):
-            statuses[n] = status
+        with contextlib.ExitStack() as leases:
+            for n, (event_id, handler_name) in enumerate(pairs):
+                if n and time.monotonic() >= until:
+                    rest = list(pairs[n:])
+                    self._hand(rest)
+                    statuses.extend("handed back" for _ in rest)
+                    break
+                try:
+                    outcome = self._deliver_one(event_id, handler_name, leave_plain=True)
+                except Exception as exc:
+                    log.warning("delivery %s/%s could not run (%s: %s)", event_id, handler_name,
+                                type(exc).__name__, exc)
+                    outcome = _Outcome("not run")
+                if outcome.pending is not None:
+                    pending[n] = outcome.pending
+                    leases.enter_context(self._leases.holding(outcome.pending.attempt()))
+                statuses.append(outcome.status)
+                handed.extend(outcome.handed)
+            for n, status in zip(pending, self._end_pending(list(pending.values())),
+                                 strict=True):
+                statuses[n] = status
         self._follow(handed, until)
-        return statuses
-
-    def _why_not(self, pair: Pair) -> str | None:
-        """Why a bundle's member cannot even be claimed (it came from outside the relay)."""
-        event_id, handler_name = pair
-        if not isinstance(handler_name, str) or handler_name not in self.handlers.by_name:
-            return f"no handler named {handler_name!r} in this worker"
-        try:
-            uuid.UUID(event_id)
-        except (TypeError, ValueError, AttributeError):
-            return "its event id is not a UUID"
-        return None
-
-    def _not_claimed(self, pair: Pair) -> str:
-        why = self._why_not(pair)
-        if why is not None:  # one bad member must not cost the others their claim
-            log.warning("delivery %r/%r could not run: %s", *pair, why)
-            return "not run"
-        metrics.ATTEMPTS.labels(pair[1], "skipped").inc()
-        return "skipped"  # finished, owned by another attempt, or not due: a duplicate task
-
-    def _give_back(self, rest: Sequence[Pair], claimed: dict[Pair, _Claimed]) -> list[str]:
-        """Undo the claims of a bundle's members that did not start, and send them to the
-        broker; their statuses. A claim that cannot be undone (PostgreSQL gone) is left to
-        run out its lease, after which the relay sends it again."""
-        mine = [claimed[pair] for pair in dict.fromkeys(rest) if pair in claimed]
-        now = datetime.now(UTC)
-        released: set[Pair] = set()
-        if mine:
-            try:
-                with self._single() as connection:
-                    released = {(row.event_id, row.handler) for row in execute_sync(
-                        connection, ev.release([c.claim() for c in mine], now,
-                                               now + timedelta(seconds=self.dispatch_timeout)))}
-            except Exception as exc:
-                log.warning("could not give back %d claimed deliveries (%s: %s); the relay "
-                            "sends them once their leases run out", len(mine),
-                            type(exc).__name__, exc)
-        self._hand([pair for pair in dict.fromkeys(rest) if pair in released])
-        statuses = []
-        for pair in rest:
-            if pair in released:
-                statuses.append("handed back")
-                released.discard(pair)  # named twice: the second was not claimed
-            elif pair in claimed:
-                statuses.append("not run")
-            else:
-                statuses.append(self._not_claimed(pair))
-            claimed.pop(pair, None)
         return statuses
 
     def _follow(self, handed: list[Pair], until: float) -> None:
@@ -318,13 +266,16 @@ class DeliveryWorker:
                         type(exc).__name__, exc)
         self._hand(handed)
 
-    def _deliver_one(self, event_id: str, handler_name: str) -> _Outcome:
+    def _deliver_one(self, event_id: str, handler_name: str,
+                     leave_plain: bool = False) -> _Outcome:
         if handler_name not in self.handlers.by_name:
             raise LookupError(f"no handler named {handler_name!r} in this worker")
-        attempt = self._claim([(event_id, handler_name)]).get((event_id, handler_name))
-        if attempt is None:
-            return _Outcome(self._not_claimed((event_id, handler_name)))
-        return self._run(attempt)
+        claimed = self._claim([(event_id, handler_name)]).get((event_id, handler_name))
+        if claimed is None:
+            # finished, owned by another attempt, or not due: a duplicate or late task
+            metrics.ATTEMPTS.labels(handler_name, "skipped").inc()
+            return _Outcome("skipped")
+        return self._run(claimed, leave_plain)
 
     def _run(self, claimed: _Claimed, leave_plain: bool = False) -> _Outcome:
         """Run a claimed attempt. ``leave_plain``: a plain success is not recorded but
@@ -356,7 +307,7 @@ class DeliveryWorker:
         tx = StagedTx(self.engine)
         try:
             # Its lease is renewed every third of handler_timeout while it runs.
-            with self._leases.holding((event.id, handler_name, run.attempt)):
+            with self._leases.holding(claimed.attempt()):
                 handler.fn(event, tx)
         except Exception as exc:  # a handler's failure is data: recorded, retried, dead-lettered
             return self._fail(event, handler_name, run, exc)

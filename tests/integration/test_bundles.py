@@ -1,12 +1,13 @@
 """A backlog's deliveries travel in bundles: the relay cuts a big dispatch into tasks of
-several deliveries, a worker claims a bundle in one statement, runs its members one after
-the other, records their plain successes in one more, and gives back to the broker, one
-task each, what it has not started once its time for the bundle is up."""
+several deliveries, a worker runs a bundle's members one after the other, records their
+plain successes in one statement, and gives back to the broker, one task each, what it
+has not started once its time for the bundle is up."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -69,17 +70,17 @@ async def test_a_big_dispatch_goes_in_even_bundles_that_a_worker_runs_whole(
         assert await asyncio.to_thread(worker.deliver_all, whole) == ["succeeded"] * len(whole)
         assert await statuses(db, whole) == ["succeeded"] * len(whole)
         assert await queued_tasks(sink_settings) == []  # nothing handed on
-        # One claim for the bundle, one statement ending its plain successes.
+        # Each claimed as it started; one statement ending the bundle's plain successes.
         recorded = await history(db, whole)
         assert [row["outcome"] for row in recorded] == ["succeeded"] * len(whole)
-        assert len({row["started_at"] for row in recorded}) == 1
+        assert len({row["started_at"] for row in recorded}) == len(whole)
         assert len({row["finished_at"] for row in recorded}) == 1
 
         worker.follow_seconds = 0.0  # its time for the bundle is up after the first member
         assert await asyncio.to_thread(worker.deliver_all, cut) == (
             ["succeeded"] + ["handed back"] * (len(cut) - 1))
         assert await statuses(db, cut) == ["succeeded"] + ["dispatched"] * (len(cut) - 1)
-        # Their claims were undone: no attempt counted, no history, a dispatch lease.
+        # Never claimed: no attempt counted, no history.
         given_back = [pair[0] for pair in cut[1:]]
         assert await db.fetchval(
             "SELECT count(*) FROM statesync_deliveries WHERE event_id = ANY($1::uuid[])"
@@ -118,12 +119,12 @@ async def test_a_member_whose_attempt_another_took_over_is_superseded_alone(
     await emit_events(sink_settings, [f"k{n}" for n in range(100)])
     assert await relay.pump() == 100
     [(_, bundle), *_] = await queued_tasks(sink_settings)
-    first, usurped, *rest = bundle
+    usurped, second, *rest = bundle
     worker = build_worker(sink_settings)
     sink = worker.handlers["sink"]
 
     def usurping(event: Event, tx: Tx) -> None:
-        if event.id == first[0]:  # meanwhile, another attempt takes the second member over
+        if event.id == second[0]:  # meanwhile, another attempt takes the first member over
             with worker.engine.begin() as connection:
                 connection.exec_driver_sql(
                     "UPDATE statesync_deliveries SET attempts = attempts + 1"
@@ -132,9 +133,9 @@ async def test_a_member_whose_attempt_another_took_over_is_superseded_alone(
     worker.handlers = Handlers.of([dataclasses.replace(sink, fn=usurping)])
     try:
         assert await asyncio.to_thread(worker.deliver_all, bundle) == (
-            ["succeeded", "superseded"] + ["succeeded"] * len(rest))
+            ["superseded", "succeeded"] + ["succeeded"] * len(rest))
         # The superseded attempt recorded nothing: its row is the other attempt's to end.
-        assert await statuses(db, bundle) == ["succeeded", "running"] + ["succeeded"] * len(rest)
+        assert await statuses(db, bundle) == ["running", "succeeded"] + ["succeeded"] * len(rest)
         [outcome] = [row["outcome"] for row in await history(db, [usurped])]
         assert outcome is None
     finally:
@@ -164,3 +165,32 @@ def test_a_bundle_message_that_is_not_one_is_refused_whole(message: object) -> N
     with pytest.raises(ValueError, match="not a bundle of deliveries"):
         bundle_of(message)
     assert bundle_of([["e", "h"], ("f", "g")]) == [("e", "h"), ("f", "g")]
+
+
+async def test_a_plain_success_keeps_its_lease_while_the_rest_of_its_bundle_runs(
+        sink_settings: Settings, relay: Relay, db: asyncpg.Connection) -> None:
+    """Its success is recorded with the bundle's; a long member after it must not let its
+    lease run out meanwhile (the relay would take it for a dead worker's)."""
+    await emit_events(sink_settings, [f"k{n}" for n in range(100)])
+    assert await relay.pump() == 100
+    [(_, bundle), *_] = await queued_tasks(sink_settings)
+    first, slow, *_ = bundle
+    worker = build_worker(sink_settings.model_copy(update={"handler_timeout": 0.6}))
+    sink = worker.handlers["sink"]
+    seen: list[bool] = []
+
+    def long_second(event: Event, tx: Tx) -> None:
+        if event.id == slow[0]:
+            time.sleep(1.0)  # the handler's own work, longer than a lease
+            with worker.engine.connect() as connection:
+                seen.append(bool(connection.exec_driver_sql(
+                    "SELECT lease_expires_at > now() FROM statesync_deliveries"
+                    " WHERE event_id = %s AND status = 'running'", (first[0],)).scalar()))
+
+    worker.handlers = Handlers.of([dataclasses.replace(sink, fn=long_second)])
+    try:
+        statuses = await asyncio.to_thread(worker.deliver_all, [first, slow])
+        assert statuses == ["succeeded", "succeeded"]
+        assert seen == [True]  # still running, its lease renewed past the second's sleep
+    finally:
+        worker.engine.dispose()

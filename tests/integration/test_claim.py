@@ -144,7 +144,7 @@ async def test_the_relay_commits_lazily_but_where_a_lost_commit_would_strand_a_k
 
 def test_the_workers_connections_plan_the_attempts_statements_once(settings: Settings) -> None:
     """Their array parameters would otherwise have PostgreSQL plan every execution anew
-    (statesync.eventing.celery_app.GENERIC_PLANS)."""
+    (statesync.eventing.celery_app._planning_generically)."""
     worker = build_worker(settings)
     try:
         for engine in (worker.engine, worker.single_statements):
